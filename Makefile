@@ -1,0 +1,53 @@
+# MedChain: `make demo` runs the whole thing on this machine, `make test` checks it.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONTRACTS_STAMP := contracts/node_modules/.installed
+CHROMIUM := /usr/bin/chromium
+PACKAGES := $(wildcard portal chain training bench)
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_NO_INPUT := 1
+export DEBIAN_FRONTEND := noninteractive
+
+.PHONY: all deps demo test lint bench contracts clean
+
+all: deps
+
+# torch/torchvision resolve to the machine's local wheels through pip's configured constraint.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(CONTRACTS_STAMP): contracts/package.json $(wildcard contracts/package-lock.json)
+	npm ci --prefix contracts --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian's chromium for the browser tests (Playwright's own browser download fails here).
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
+
+deps: $(STAMP) $(CONTRACTS_STAMP)
+
+demo: deps
+	$(BIN)/python manage.py demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(PACKAGES)
+
+test: deps $(CHROMIUM) lint
+	$(BIN)/pytest
+
+bench: deps
+	$(BIN)/python bench/run.py --out var/bench.json
+
+contracts: $(CONTRACTS_STAMP)
+	npm run --prefix contracts compile
+
+clean:
+	rm -rf var/* .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from chain.errors import ChainUnavailable, ContractError
+from portal.core import chain as portal_chain
+from portal.core.models import ChainSyncState
+
+
+class ServiceError(Exception):
+    """A refusal a person can act on; the API answers it as 400 with the message."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, message: str, *, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            inner = _first_message(value)
+            return inner if field in ("non_field_errors", "detail") else f"{field}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every API error is JSON: {"error": one sentence, "code": ..., "detail": per field}."""
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.messages)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
+    elif isinstance(exc, ServiceError):
+        return Response({"error": exc.message, "code": exc.code}, status=exc.status_code)
+    elif isinstance(exc, ContractError):
+        return Response(
+            {"error": f"the chain refused: {exc}", "code": exc.name},
+            status=status.HTTP_409_CONFLICT,
+        )
+    elif isinstance(exc, ChainUnavailable | portal_chain.NotDeployed):
+        return Response(
+            {"error": f"the chain is unavailable: {exc}", "code": "chain_unavailable"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    code = getattr(exc, "default_code", "error")
+    response.data = {"error": _first_message(detail), "code": code, "detail": detail}
+    return response
+
+
+def health_report() -> tuple[bool, dict[str, Any]]:
+    checks: dict[str, Any] = {}
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")
+        checks["database"] = {"ok": True, "vendor": connection.vendor}
+    except Exception as exc:
+        checks["database"] = {"ok": False, "error": str(exc)}
+    try:
+        from portal.celery import app
+
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = {"ok": True, "url": app.conf.broker_url.split("@")[-1]}
+    except Exception as exc:
+        checks["broker"] = {"ok": False, "error": str(exc)}
+    try:
+        head = portal_chain.client().head()
+        checks["chain"] = {"ok": True, "head": head, "rpc": settings.CHAIN_RPC_URL}
+    except Exception as exc:
+        checks["chain"] = {"ok": False, "error": str(exc)}
+    state = ChainSyncState.objects.filter(name="registry").first()
+    if state is None:
+        checks["sync"] = {"ok": False, "error": "the chain has not been synced yet"}
+    else:
+        head = checks["chain"].get("head", state.head_block)
+        lag = None if head is None or state.last_block is None else head - state.last_block
+        checks["sync"] = {
+            "ok": not state.last_error and lag is not None and lag <= 50,
+            "last_block": state.last_block,
+            "lag_blocks": lag,
+            "last_success_at": state.last_success_at,
+            "last_error": state.last_error,
+        }
+    return all(c["ok"] for c in checks.values()), checks
+
+
+class HealthApi(APIView):
+    """Database, broker, chain and sync lag, for load balancers and operators."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+
+    class OutputSerializer(serializers.Serializer):
+        ok = serializers.BooleanField()
+        checks = serializers.DictField()
+
+    @extend_schema(responses={200: OutputSerializer, 503: OutputSerializer})
+    def get(self, request: Request) -> Response:
+        ok, checks = health_report()
+        return Response(
+            {"ok": ok, "checks": checks},
+            status=status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )

@@ -1,0 +1,480 @@
+"""`make demo`: the whole consortium on this machine, on the embedded stack.
+
+Starts an anvil node (state under var/), migrates, deploys the registry with
+three founding hospitals, admits a fourth by vote, registers a training node
+of the first hospital, then runs a Celery worker, Celery beat, the ASGI web
+server and the hospital node worker, each a child process stopped by its PID
+on Ctrl-C. A second run reuses var/ (chain state and database) unless --fresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
+from eth_account import Account
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from chain import eip712
+from chain.anvil import ANVIL_DEV_KEYS, AnvilNode
+
+FOUNDERS = [
+    ("St. Mary's Hospital", "mary"),
+    ("City General", "city"),
+    ("Northside Clinic", "northside"),
+]
+APPLICANT = ("Harbour Hospital", "harbour")
+DEMO_PASSWORD = "medchain-demo"
+NODE_PASSWORD = "medchain-demo-node"
+MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class Children:
+    """Child processes, each in its own session so Ctrl-C reaches only us; stopped by PID."""
+
+    pidfile: Path
+    log_dir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: list[IO[bytes]] = field(default_factory=list)
+    adopted: dict[str, int] = field(default_factory=dict)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.logs.append(log)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=settings.BASE_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        self._record()
+        return proc
+
+    def adopt(self, name: str, pid: int) -> None:
+        """Record a process started elsewhere (anvil), so a later run can find it."""
+        self.adopted[name] = pid
+        self._record()
+
+    def _record(self) -> None:
+        pids = {**self.adopted, **{n: p.pid for n, p in self.procs.items()}}
+        self.pidfile.write_text(json.dumps(pids))
+
+    def dead(self) -> list[str]:
+        return [name for name, proc in self.procs.items() if proc.poll() is not None]
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        for log in self.logs:
+            log.close()
+        self.pidfile.unlink(missing_ok=True)
+
+    @staticmethod
+    def stop_stale(pidfile: Path) -> None:
+        """Stop what a previous demo that was killed outright left running."""
+        if not pidfile.exists():
+            return
+        for pid in json.loads(pidfile.read_text()).values():
+            try:
+                cmdline = " ".join(psutil.Process(pid).cmdline())
+            except psutil.Error:
+                continue
+            if any(word in cmdline for word in ("portal", "manage.py", "anvil")):
+                if os.getpgid(pid) == pid:
+                    _signal_group(pid, signal.SIGTERM)
+                else:
+                    os.kill(pid, signal.SIGTERM)  # anvil dumps its state on SIGTERM
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(pid).wait(timeout=15)
+        pidfile.unlink(missing_ok=True)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    # The child leads its own session: this reaches its pool processes too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+class Command(BaseCommand):
+    help = "Run the whole consortium on this machine (anvil, worker, beat, web, a hospital node)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=8000, help="web server port")
+        parser.add_argument("--chain-port", type=int, default=8545, help="anvil port")
+        parser.add_argument("--fresh", action="store_true", help="forget var/ state first")
+        parser.add_argument(
+            "--seed-only", action="store_true", help="seed, then stop (no servers left running)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEMO_KEYSTORES or settings.PRODUCTION:
+            raise CommandError("the demo runs only on the embedded stack (demo keystores on)")
+        self.console = Console(stderr=False)
+        self.var = Path(settings.VAR_DIR)
+        self.port = options["port"]
+        log_dir = self.var / "log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        Children.stop_stale(self.var / "demo.pids")
+        for port in (self.port, options["chain_port"]):
+            if not _port_free(port):
+                raise CommandError(
+                    f"port {port} is in use (another demo or server?): stop it or pass "
+                    "--port/--chain-port"
+                )
+        self._maybe_wipe(fresh=options["fresh"])
+        children = Children(self.var / "demo.pids", log_dir)
+        anvil = AnvilNode(state_file=self.var / "anvil-state.json", port=options["chain_port"])
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            self._run(anvil, children, seed_only=options["seed_only"])
+        except KeyboardInterrupt:
+            self.console.print("\n[bold]Stopping[/] the node, web, beat, worker and chain…")
+        finally:
+            # A second Ctrl-C must not cut the shutdown short and leave children behind.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            children.stop_all()
+            if getattr(self, "anvil", None) is not None:
+                anvil.stop()
+            self.console.print("Stopped. State is kept in var/ (use --fresh to start over).")
+
+    def _maybe_wipe(self, *, fresh: bool) -> None:
+        state = self.var / "anvil-state.json"
+        db_file = Path(str(settings.DATABASES["default"]["NAME"]))
+        # The database mirrors the chain: without the chain's state it describes nothing.
+        if fresh or not state.exists():
+            connections.close_all()
+            for path in [state, db_file, Path(f"{db_file}-wal"), Path(f"{db_file}-shm")]:
+                path.unlink(missing_ok=True)
+            for sub in ("demo-keystores", "nodes", "broker"):
+                _rmtree(self.var / sub)
+            (self.var / "celerybeat-schedule").unlink(missing_ok=True)
+            for sub in ("queue", "processed", "control"):
+                (self.var / "broker" / sub).mkdir(parents=True, exist_ok=True)
+
+    def _run(self, anvil: AnvilNode, children: Children, *, seed_only: bool) -> None:
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("Starting the chain (anvil)", lambda: self._start_chain(anvil, children)),
+            ("Migrating the database", self._migrate),
+            ("Deploying the consortium registry", self._deploy),
+            ("Admitting Harbour Hospital by vote", self._admit_applicant),
+            ("Creating the demo logins", self._logins),
+            ("Registering St. Mary's training node", self._register_node),
+        ]
+        if not seed_only:
+            steps += [
+                ("Starting the Celery worker and beat", lambda: self._start_workers(children)),
+                ("Starting the ASGI web server (daphne)", lambda: self._start_web(children)),
+                ("Starting the hospital node worker", lambda: self._start_node(children)),
+                ("Waiting for the node to check in", self._await_check_in),
+            ]
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=self.console) as progress:
+            task = progress.add_task("MedChain demo", total=len(steps))
+            for description, step in steps:
+                progress.update(task, description=description)
+                started = time.monotonic()
+                step()
+                progress.console.print(
+                    f"[green]✓[/] {description} [dim]({time.monotonic() - started:.1f} s)[/]"
+                )
+                progress.advance(task)
+        if seed_only:
+            return
+        url = f"http://127.0.0.1:{self.port}/"
+        logins = ", ".join(f"{short}-admin" for _, short in [*FOUNDERS, APPLICANT])
+        self.console.print(
+            f"[bold green]MedChain is running at {url}[/] — demo logins {logins} "
+            f"(password {DEMO_PASSWORD}); logs in var/log/; Ctrl-C stops everything."
+        )
+        while True:
+            dead = children.dead()
+            if dead:
+                raise CommandError(f"{', '.join(dead)} stopped unexpectedly: see var/log/")
+            time.sleep(1)
+
+    @staticmethod
+    def _migrate() -> None:
+        call_command("migrate", verbosity=0)
+
+    def _child_env(self, anvil: AnvilNode) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "portal.settings",
+                "MEDCHAIN_VAR_DIR": str(self.var),
+                "CHAIN_RPC_URL": anvil.url,
+                "CHAIN_RELAYER_KEY": ANVIL_DEV_KEYS[0],
+                "NODE_CHECK_IN_SECONDS": str(settings.NODE_CHECK_IN_SECONDS),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def _start_chain(self, anvil: AnvilNode, children: Children) -> None:
+        anvil.start()
+        if anvil.pid is not None:
+            children.adopt("anvil", anvil.pid)
+        self.anvil = anvil
+        settings.CHAIN_RPC_URL = anvil.url
+        settings.CHAIN_RELAYER_KEY = ANVIL_DEV_KEYS[0]
+
+    def _demo_account(self, short: str) -> tuple[str, str]:
+        """A demo member's governance key, created once and kept in its demo keystore."""
+        from portal.consortium import services
+
+        index = self.var / "demo-keystores" / "index.json"
+        known = json.loads(index.read_text()) if index.exists() else {}
+        if short not in known:
+            account = Account.create()
+            services.demo_keystore_save(address=account.address, private_key=account.key.hex())
+            known[short] = account.address
+            index.parent.mkdir(parents=True, exist_ok=True)
+            index.write_text(json.dumps(known, indent=2))
+        address = known[short]
+        path = settings.DEMO_KEYSTORE_DIR / f"{address.lower()}.json"
+        from chain.keystore import read_keystore
+
+        return address, read_keystore(path, services.DEMO_KEYSTORE_PASSWORD)
+
+    @staticmethod
+    def _data_key() -> str:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        public = (
+            X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        )
+        return "0x" + public.hex()
+
+    def _deploy(self) -> None:
+        founders = []
+        for name, short in FOUNDERS:
+            address, _ = self._demo_account(short)
+            founders.append(
+                {
+                    "name": name,
+                    "address": address,
+                    "data_key": self._data_key(),
+                    "contact_email": f"admin@{short}.example",
+                    "role": 1,
+                }
+            )
+        path = self.var / "demo-founders.json"
+        path.write_text(json.dumps(founders, indent=2))
+        call_command("deploy_contracts", founders=str(path), stdout=io.StringIO())
+        from portal.core.sync import chain_sync_run
+
+        chain_sync_run()
+
+    def _admit_applicant(self) -> None:
+        from portal.consortium import services
+        from portal.consortium.models import Member, Proposal
+
+        name, short = APPLICANT
+        address, key = self._demo_account(short)
+        member = Member.objects.filter(governance_address=address).first()
+        if member is None:
+            data_key = self._data_key()
+            typed = services.application_typed_data(
+                governance_address=address, role=1, data_public_key=data_key, name=name
+            )
+            member = services.application_submit(
+                name=name,
+                contact_email=f"admin@{short}.example",
+                governance_address=address,
+                data_public_key=data_key,
+                signature="0x" + eip712.sign_typed(key, typed).hex(),
+            )
+        if member.status == Member.Status.ACTIVE:
+            return
+        founders = list(Member.objects.filter(founding=True).order_by("pk"))
+        proposal = Proposal.objects.filter(subject=member).order_by("-pk").first()
+        if proposal is None or proposal.status != Proposal.Status.OPEN:
+            proposal = services.admission_sponsor(sponsor=founders[0], applicant=member)
+        for founder in founders:
+            proposal.refresh_from_db()
+            if proposal.status != Proposal.Status.OPEN:
+                break
+            if not proposal.votes.filter(voter=founder).exists():
+                proposal = services.vote_cast(voter=founder, proposal=proposal, support=True)
+        member.refresh_from_db()
+        if member.status != Member.Status.ACTIVE:
+            raise CommandError(f"{name} was not admitted ({member.get_status_display()})")
+
+    def _logins(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        from portal.consortium import services
+        from portal.consortium.models import Member, Staff
+
+        for name, short in [*FOUNDERS, APPLICANT]:
+            username = f"{short}-admin"
+            if get_user_model().objects.filter(username=username).exists():
+                continue
+            member = Member.objects.get(name=name)
+            services.staff_create(
+                member=member,
+                username=username,
+                password=DEMO_PASSWORD,
+                email=f"admin@{short}.example",
+                role=Staff.Role.ADMIN,
+            )
+
+    def _register_node(self) -> None:
+        from portal.consortium.models import Member
+        from portal.nodes import services as nodes
+        from portal.nodes.keystore import NodeIdentity, NodeKeystore
+        from portal.nodes.models import Node
+
+        node_dir = self.var / "nodes" / "mary-node-1"
+        self.node_dir = node_dir
+        if not (node_dir / "node.json").exists():
+            NodeKeystore.create(node_dir, NODE_PASSWORD)
+        (node_dir.parent / "password").write_text(NODE_PASSWORD)
+        identity = NodeIdentity.load(node_dir)
+        node = Node.objects.filter(node_id=identity.node_id).first()
+        if node is None:
+            node = nodes.node_register(
+                member=Member.objects.get(name=FOUNDERS[0][0]),
+                node_id=identity.node_id,
+                signer_address=identity.signer_address,
+                data_public_key=identity.data_public_key,
+                label="St. Mary's node 1",
+            )
+        self.node_id = node.node_id
+        token_file = node_dir.parent / "mary-node-1.token"
+        token_file.write_text(nodes.node_token_issue(node=node))
+        os.chmod(token_file, 0o600)
+        self.token_file = token_file
+
+    def _start_workers(self, children: Children) -> None:
+        celery = str(Path(sys.executable).parent / "celery")
+        env = self._child_env(self.anvil)
+        children.start(
+            "worker",
+            [celery, "-A", "portal", "worker", "-Q", "portal", "-n", "portal@%h",
+             "--concurrency", "2", "--loglevel", "INFO"],
+            env,
+        )  # fmt: skip
+        children.start(
+            "beat",
+            [celery, "-A", "portal", "beat", "-s", str(self.var / "celerybeat-schedule"),
+             "--loglevel", "INFO"],
+            env,
+        )  # fmt: skip
+
+    def _start_web(self, children: Children) -> None:
+        # Daphne's runserver: an ASGI server that also serves static files in DEBUG.
+        children.start(
+            "web",
+            [sys.executable, MANAGE, "runserver", f"127.0.0.1:{self.port}", "--noreload"],
+            self._child_env(self.anvil),
+        )
+        self._await(lambda: _http_status(f"http://127.0.0.1:{self.port}/health") is not None, 60)
+
+    def _start_node(self, children: Children) -> None:
+        env = self._child_env(self.anvil)
+        env["MEDCHAIN_NODE_PASSWORD_FILE"] = str(self.node_dir.parent / "password")
+        children.start(
+            "node",
+            [sys.executable, MANAGE, "run_node", "--keystore", str(self.node_dir),
+             "--portal-url", f"http://127.0.0.1:{self.port}", "--token-file", str(self.token_file)],
+            env,
+        )  # fmt: skip
+
+    def _await_check_in(self) -> None:
+        from portal.celery import app
+        from portal.nodes.models import Node
+
+        def checked_in() -> bool:
+            node = Node.objects.get(node_id=self.node_id)
+            return node.last_check_in is not None and node.is_online
+
+        app.send_task("nodes.request_check_ins", queue="portal")
+        if not self._await(checked_in, 60, every=1.0, nudge=15):
+            raise CommandError("the node did not check in within 60 s: see var/log/node.log")
+
+    def _await(
+        self, ready: Callable[[], bool], seconds: float, *, every: float = 0.5, nudge: float = 0
+    ) -> bool:
+        deadline = time.monotonic() + seconds
+        next_nudge = time.monotonic() + nudge if nudge else None
+        while time.monotonic() < deadline:
+            if ready():
+                return True
+            if next_nudge is not None and time.monotonic() > next_nudge:
+                from portal.celery import app
+
+                app.send_task("nodes.request_check_ins", queue="portal")
+                next_nudge = time.monotonic() + nudge
+            time.sleep(every)
+        return False
+
+
+def _http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

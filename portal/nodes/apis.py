@@ -1,0 +1,240 @@
+"""REST API for hospital nodes: staff manage their member's nodes, a node checks in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.consortium.apis import ErrorSerializer, TypedDataSerializer
+from portal.consortium.models import Staff
+from portal.consortium.selectors import staff_of
+from portal.core import chain as portal_chain
+from portal.nodes import services
+from portal.nodes.models import Node
+from portal.nodes.selectors import node_get, node_list, node_of
+
+
+def _hex_field(digits: int, what: str, **kwargs: Any) -> serializers.RegexField:
+    return serializers.RegexField(
+        rf"^0x[0-9a-fA-F]{{{digits}}}$",
+        error_messages={"invalid": f"must be {what}: 0x followed by {digits} hex digits"},
+        **kwargs,
+    )
+
+
+class IsMemberStaff(BasePermission):
+    message = "only staff of an active consortium member can see its nodes"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        staff = staff_of(request.user)
+        return staff is not None and staff.member.is_active
+
+
+class IsMemberAdmin(BasePermission):
+    message = "only the admin of an active consortium member can manage its nodes"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        staff = staff_of(request.user)
+        return staff is not None and staff.member.is_active and staff.role == Staff.Role.ADMIN
+
+
+class IsNode(BasePermission):
+    message = "this route is for a registered, active hospital node's token"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return node_of(request.user) is not None
+
+
+def _errors(*codes: int) -> dict[int, Any]:
+    return dict.fromkeys(codes, ErrorSerializer)
+
+
+class NodeOutputSerializer(serializers.ModelSerializer):
+    member = serializers.CharField(source="member.name")
+    online = serializers.BooleanField(source="is_online")
+
+    class Meta:
+        model = Node
+        fields = [
+            "node_id",
+            "label",
+            "member",
+            "signer_address",
+            "data_public_key",
+            "active",
+            "online",
+            "last_check_in",
+            "registered_block",
+        ]
+
+
+def _admin_member(request: Request) -> Any:
+    staff = staff_of(request.user)
+    assert staff is not None  # IsMemberAdmin
+    return staff.member
+
+
+class NodeListApi(APIView):
+    permission_classes = [IsMemberStaff]
+
+    @extend_schema(responses={200: NodeOutputSerializer(many=True), **_errors(403)})
+    def get(self, request: Request) -> Response:
+        nodes = node_list(viewer=request.user)
+        return Response(NodeOutputSerializer(nodes, many=True).data)
+
+
+class NodeRegistrationTypedDataApi(APIView):
+    """The EIP-712 RegisterNode message for the member's wallet to sign."""
+
+    permission_classes = [IsMemberAdmin]
+
+    class InputSerializer(serializers.Serializer):
+        node_id = _hex_field(64, "a bytes32 node id", help_text="from `manage.py node_init`")
+        signer_address = _hex_field(40, "an Ethereum address")
+        data_public_key = _hex_field(64, "an X25519 public key")
+
+        class Meta:
+            ref_name = "NodeRegistrationTypedDataInput"
+
+    @extend_schema(
+        request=InputSerializer, responses={200: TypedDataSerializer, **_errors(400, 403)}
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        typed = services.node_registration_typed_data(
+            member=_admin_member(request), **data.validated_data
+        )
+        return Response(typed)
+
+
+class NodeRegisterApi(APIView):
+    permission_classes = [IsMemberAdmin]
+
+    class InputSerializer(serializers.Serializer):
+        node_id = _hex_field(64, "a bytes32 node id")
+        signer_address = _hex_field(40, "an Ethereum address")
+        data_public_key = _hex_field(64, "an X25519 public key")
+        label = serializers.CharField(max_length=100, required=False, default="")  # type: ignore[assignment]
+        signature = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            help_text="the member's EIP-712 signature; optional only with demo keystores",
+        )
+
+        class Meta:
+            ref_name = "NodeRegisterInput"
+
+    @extend_schema(
+        request=InputSerializer, responses={201: NodeOutputSerializer, **_errors(400, 403, 409)}
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        node = services.node_register(
+            member=_admin_member(request),
+            node_id=data.validated_data["node_id"],
+            signer_address=data.validated_data["signer_address"],
+            data_public_key=data.validated_data["data_public_key"],
+            label=data.validated_data["label"],
+            signature=data.validated_data.get("signature") or None,
+        )
+        return Response(NodeOutputSerializer(node).data, status=status.HTTP_201_CREATED)
+
+
+class NodeTokenIssueApi(APIView):
+    """A new API token for the node (shown once; the previous one stops working)."""
+
+    permission_classes = [IsMemberAdmin]
+
+    class OutputSerializer(serializers.Serializer):
+        node_id = serializers.CharField()
+        token = serializers.CharField()
+
+        class Meta:
+            ref_name = "NodeTokenOutput"
+
+    @extend_schema(request=None, responses={201: OutputSerializer, **_errors(400, 403, 404)})
+    def post(self, request: Request, node_id: str) -> Response:
+        node = node_get(viewer=request.user, node_id=node_id)
+        if node is None:
+            raise NotFound(f"your member has no node {node_id}")
+        token = services.node_token_issue(node=node)
+        return Response(
+            self.OutputSerializer({"node_id": node.node_id, "token": token}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class CheckInChallengeApi(APIView):
+    """A one-time challenge for the calling node to sign (EIP-712 NodeCheckIn)."""
+
+    permission_classes = [IsNode]
+
+    class OutputSerializer(serializers.Serializer):
+        node_id = serializers.CharField()
+        challenge = serializers.CharField()
+        expires_at = serializers.DateTimeField()
+        chain_id = serializers.IntegerField()
+        registry = serializers.CharField()
+
+        class Meta:
+            ref_name = "CheckInChallengeOutput"
+
+    @extend_schema(request=None, responses={201: OutputSerializer, **_errors(400, 403)})
+    def post(self, request: Request) -> Response:
+        node = node_of(request.user)
+        assert node is not None  # IsNode
+        challenge = services.check_in_challenge_issue(node=node)
+        deployment = portal_chain.deployment()
+        out = {
+            "node_id": node.node_id,
+            "challenge": challenge.value,
+            "expires_at": challenge.expires_at,
+            "chain_id": deployment.chain_id,
+            "registry": deployment.address,
+        }
+        return Response(self.OutputSerializer(out).data, status=status.HTTP_201_CREATED)
+
+
+class CheckInApi(APIView):
+    """The node's signature over its challenge; on success the node is online."""
+
+    permission_classes = [IsNode]
+
+    class InputSerializer(serializers.Serializer):
+        challenge = _hex_field(64, "the challenge you were given")
+        signature = _hex_field(130, "a 65-byte EIP-712 signature")
+
+        class Meta:
+            ref_name = "CheckInInput"
+
+    class OutputSerializer(serializers.Serializer):
+        node_id = serializers.CharField()
+        last_check_in = serializers.DateTimeField()
+        next_check_in_seconds = serializers.IntegerField()
+
+        class Meta:
+            ref_name = "CheckInOutput"
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **_errors(400, 403)})
+    def post(self, request: Request) -> Response:
+        node = node_of(request.user)
+        assert node is not None  # IsNode
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        node = services.check_in_verify(node=node, **data.validated_data)
+        out = {
+            "node_id": node.node_id,
+            "last_check_in": node.last_check_in,
+            "next_check_in_seconds": settings.NODE_CHECK_IN_SECONDS,
+        }
+        return Response(self.OutputSerializer(out).data)

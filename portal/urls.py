@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from portal.core.apis import HealthApi
+
+api_v1: list[URLPattern | URLResolver] = [
+    path("health/", HealthApi.as_view(), name="api-health"),
+    path("", include("portal.consortium.api_urls")),
+    path("", include("portal.nodes.api_urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("health", HealthApi.as_view(), name="health"),
+    path("", include("portal.consortium.urls")),
+    path("", include("portal.nodes.urls")),
+]

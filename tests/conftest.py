@@ -1,0 +1,202 @@
+"""Personas and an in-process chain shared by the portal tests.
+
+The chain is web3's eth-tester (DESIGN.md allows it for unit tests); the
+production-stack tests in tests/e2e use a real anvil node instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from chain.client import ChainClient
+
+
+@dataclass
+class Founder:
+    name: str
+    key: str
+    address: str
+    data_key: str
+
+
+def _key(seed: int) -> str:
+    return "0x" + (seed).to_bytes(32, "big").hex()
+
+
+FOUNDER_NAMES = ["St. Mary's Hospital", "City General", "Northside Clinic"]
+
+
+def make_founders() -> list[Founder]:
+    out = []
+    for i, name in enumerate(FOUNDER_NAMES):
+        key = _key(0x1000 + i)
+        out.append(
+            Founder(
+                name=name,
+                key=key,
+                address=Account.from_key(key).address,
+                data_key="0x" + bytes([0x20 + i]).hex() * 32,
+            )
+        )
+    return out
+
+
+@pytest.fixture(scope="session")
+def chain_client() -> ChainClient:
+    return ChainClient.in_process()
+
+
+@pytest.fixture
+def consortium(db, chain_client, settings, tmp_path: Path) -> Iterator[list[Founder]]:
+    """A freshly deployed registry with three founding hospitals, mirrored into the database."""
+    from chain.registry import ConsortiumRegistry
+    from chain.registry import Founder as ChainFounder
+    from portal.consortium import services
+    from portal.core import chain as portal_chain
+    from portal.core.models import ContractDeployment
+    from portal.core.sync import chain_sync_run
+
+    settings.DEMO_KEYSTORES = True
+    settings.DEMO_KEYSTORE_DIR = tmp_path / "keystores"
+    founders = make_founders()
+    for f in founders:
+        chain_client.fund(f.address, 10**18)
+    block = chain_client.head()
+    registry = ConsortiumRegistry.deploy(
+        chain_client,
+        founders=[
+            ChainFounder(
+                governance=f.address,
+                role=1,
+                data_key=f.data_key,
+                name_hash=services.name_hash(f.name),
+            )
+            for f in founders
+        ],
+        quorum_bps=5000,
+        voting_period=7 * 24 * 3600,
+    )
+    ContractDeployment.objects.create(
+        name=portal_chain.REGISTRY,
+        chain_id=chain_client.chain_id,
+        address=registry.address,
+        block_number=block + 1,
+    )
+    portal_chain.use_client(chain_client)
+    for f in founders:
+        services.member_found(
+            name=f.name,
+            contact_email=f"admin@{f.name.split()[0].lower()}.example",
+            governance_address=f.address,
+            data_public_key=f.data_key,
+            role=1,
+        )
+        services.demo_keystore_save(address=f.address, private_key=f.key)
+    chain_sync_run()
+    yield founders
+    portal_chain.use_client(None)
+
+
+@dataclass
+class Applicant:
+    name: str
+    key: str
+    address: str
+    data_key: str
+
+
+@pytest.fixture
+def applicant_keys() -> Applicant:
+    key = _key(0x2000)
+    return Applicant(
+        name="Harbour Hospital",
+        key=key,
+        address=Account.from_key(key).address,
+        data_key="0x" + "ab" * 32,
+    )
+
+
+def sign_application(applicant: Applicant, role: int = 1) -> str:
+    from chain import eip712
+    from portal.consortium import services
+
+    typed = services.application_typed_data(
+        governance_address=applicant.address,
+        role=role,
+        data_public_key=applicant.data_key,
+        name=applicant.name,
+    )
+    return "0x" + eip712.sign_typed(applicant.key, typed).hex()
+
+
+@pytest.fixture
+def applicant(consortium, applicant_keys):
+    """An applicant hospital (not a member) whose admin account exists: the outsider persona."""
+    from portal.consortium import services
+
+    return services.application_submit(
+        name=applicant_keys.name,
+        contact_email="admin@harbour.example",
+        governance_address=applicant_keys.address,
+        data_public_key=applicant_keys.data_key,
+        signature=sign_application(applicant_keys),
+        admin_username="harbour-admin",
+        admin_password="harbour-pass-123",
+    )
+
+
+@pytest.fixture
+def member_admin(consortium):
+    """The admin of the first founding hospital."""
+    from portal.consortium import services
+    from portal.consortium.models import Member, Staff
+
+    member = Member.objects.get(governance_address=consortium[0].address)
+    return services.staff_create(
+        member=member,
+        username="mary-admin",
+        password="mary-pass-123",
+        email="admin@mary.example",
+        role=Staff.Role.ADMIN,
+    ).user
+
+
+@pytest.fixture
+def second_admin(consortium):
+    from portal.consortium import services
+    from portal.consortium.models import Member, Staff
+
+    member = Member.objects.get(governance_address=consortium[1].address)
+    return services.staff_create(
+        member=member,
+        username="city-admin",
+        password="city-pass-123",
+        email="admin@city.example",
+        role=Staff.Role.ADMIN,
+    ).user
+
+
+@pytest.fixture
+def clinician(consortium):
+    from portal.consortium import services
+    from portal.consortium.models import Member, Staff
+
+    member = Member.objects.get(governance_address=consortium[0].address)
+    return services.staff_create(
+        member=member,
+        username="mary-clinician",
+        password="mary-pass-123",
+        email="doc@mary.example",
+        role=Staff.Role.CLINICIAN,
+    ).user
+
+
+@pytest.fixture
+def outsider(applicant):
+    """A signed-in user of a hospital that is not (yet) a member."""
+    return applicant.staff.get().user

@@ -1,0 +1,123 @@
+"""Removal and governance rotation."""
+
+from __future__ import annotations
+
+from registry_helpers import (
+    CITY,
+    EVE,
+    HARBOUR,
+    LAB,
+    MARY,
+    NEWKEY,
+    NORTH,
+    admit,
+    reverts,
+    sponsor,
+)
+
+from chain.registry import ConsortiumRegistry, ProposalKind, ProposalStatus
+
+
+def _pass(reg: ConsortiumRegistry, proposal_id: int):
+    reg.vote(proposal_id, True, sender_key=MARY.key)
+    return reg.vote(proposal_id, True, sender_key=CITY.key)
+
+
+def _opened(reg: ConsortiumRegistry, receipt) -> int:
+    return reg.proposal_id_from(reg.decode_events(receipt))
+
+
+def test_it_removes_a_member_by_vote(reg: ConsortiumRegistry) -> None:
+    receipt = reg.propose_removal(3, sender_key=CITY.key)
+    [opened] = reg.decode_events(receipt)
+    assert opened.args["kind"] == ProposalKind.REMOVAL
+    assert opened.args["subject"] == NORTH.address  # the subject's governance at opening
+    p = reg.proposal(opened.args["proposalId"])
+    assert (p.subject_id, p.sponsor_id, p.account) == (3, 2, NORTH.address)
+    deciding = _pass(reg, p.id)
+    assert [(e.name, e.args) for e in reg.decode_events(deciding)][1:] == [
+        ("ProposalDecided", {"proposalId": p.id, "accepted": True, "yes": 2, "no": 0}),
+        ("MemberRemoved", {"memberId": 3}),
+    ]
+    assert not reg.member(3).active
+    assert reg.member(3).governance == NORTH.address  # history keeps the last address
+    assert reg.member_id_of(NORTH.address) == 0
+    assert reg.hospital_count() == 2
+    with reverts("NotMember", account=NORTH.address):
+        reg.propose_removal(1, sender_key=NORTH.key)
+    with reverts("MemberInactive", memberId=3):
+        reg.propose_removal(3, sender_key=MARY.key)
+    # The freed address may be admitted again, as a new member.
+    assert admit(reg, NORTH) == 5
+
+
+def test_it_refuses_bad_removals(reg: ConsortiumRegistry) -> None:
+    with reverts("NotHospital", memberId=4):
+        reg.propose_removal(1, sender_key=LAB.key)
+    with reverts("NotMember", account=EVE.address):
+        reg.propose_removal(1, sender_key=EVE.key)
+    with reverts("UnknownMember", memberId=99):
+        reg.propose_removal(99, sender_key=MARY.key)
+    first = _opened(reg, reg.propose_removal(4, sender_key=MARY.key))
+    with reverts("ChangePending", memberId=4, proposalId=first):
+        reg.propose_removal(4, sender_key=CITY.key)
+    with reverts("ChangePending", memberId=4, proposalId=first):
+        reg.propose_rotation(4, NEWKEY.address, sender_key=LAB.key)
+
+
+def test_it_rotates_a_governance_address_by_vote(reg: ConsortiumRegistry) -> None:
+    receipt = reg.propose_rotation(4, NEWKEY.address, sender_key=LAB.key)  # the member itself
+    proposal_id = _opened(reg, receipt)
+    p = reg.proposal(proposal_id)
+    assert (p.kind, p.subject_id, p.account, p.sponsor_id) == (
+        ProposalKind.ROTATION,
+        4,
+        NEWKEY.address,
+        4,
+    )
+    with reverts("AddressPending", account=NEWKEY.address, proposalId=proposal_id):
+        sponsor(reg, NEWKEY)
+    deciding = _pass(reg, proposal_id)
+    assert reg.decode_events(deciding)[-1].args == {
+        "memberId": 4,
+        "previous": LAB.address,
+        "current": NEWKEY.address,
+    }
+    assert reg.decode_events(deciding)[-1].name == "GovernanceRotated"
+    assert reg.member(4).governance == NEWKEY.address
+    assert reg.member_id_of(NEWKEY.address) == 4
+    assert reg.member_id_of(LAB.address) == 0
+    with reverts("NotMember", account=LAB.address):
+        reg.set_delegate(EVE.address, 1, True, sender_key=LAB.key)
+    reg.set_delegate(EVE.address, 1, True, sender_key=NEWKEY.key)
+
+
+def test_it_lets_a_rotated_hospital_keep_voting(reg: ConsortiumRegistry) -> None:
+    proposal_id = sponsor(reg, HARBOUR)
+    rotation = _opened(reg, reg.propose_rotation(3, NEWKEY.address, sender_key=MARY.key))
+    _pass(reg, rotation)
+    reg.vote(proposal_id, True, sender_key=NEWKEY.key)
+    assert reg.ballot_of(proposal_id, 3) is True
+
+
+def test_it_refuses_bad_rotations(reg: ConsortiumRegistry) -> None:
+    with reverts("NotHospital", memberId=4):
+        reg.propose_rotation(1, NEWKEY.address, sender_key=LAB.key)
+    with reverts("AddressInUse", account=CITY.address):
+        reg.propose_rotation(1, CITY.address, sender_key=MARY.key)
+    with reverts("InvalidAddress", account="0x" + "00" * 20):
+        reg.propose_rotation(1, "0x" + "00" * 20, sender_key=MARY.key)
+    admission = sponsor(reg, HARBOUR)
+    with reverts("AddressPending", account=HARBOUR.address, proposalId=admission):
+        reg.propose_rotation(1, HARBOUR.address, sender_key=MARY.key)
+    reg.set_delegate(EVE.address, 2, True, sender_key=CITY.key)
+    with reverts("AddressInUse", account=EVE.address):
+        reg.propose_rotation(1, EVE.address, sender_key=MARY.key)
+
+
+def test_it_frees_a_rejected_rotation_target(reg: ConsortiumRegistry) -> None:
+    rotation = _opened(reg, reg.propose_rotation(1, NEWKEY.address, sender_key=MARY.key))
+    reg.vote(rotation, False, sender_key=CITY.key)
+    reg.vote(rotation, False, sender_key=NORTH.key)
+    assert reg.proposal(rotation).status == ProposalStatus.REJECTED
+    assert sponsor(reg, NEWKEY) == rotation + 1

@@ -1,0 +1,510 @@
+"""Integration tests of the production stack, on real parts.
+
+The machine's PostgreSQL (a throwaway database) and Redis; celery, daphne,
+anvil and moto_server as child processes started and stopped by PID. The
+test plays the members' wallets and an outside relayer on the chain, and
+reads the portal's database with plain SQL as an observer: it never opens it
+through Django.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from eth_account import Account
+from eth_utils import keccak
+
+from chain import eip712
+from chain.anvil import ANVIL_DEV_KEYS, AnvilNode
+from chain.client import ChainClient
+from chain.registry import ConsortiumRegistry
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_DB = 13
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, ready: Callable[[], Any], timeout: float = 60, every: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = ready()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+@dataclass
+class Processes:
+    """Child processes in their own sessions, so a signal to one reaches its pool too."""
+
+    log_dir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=20)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+            self.procs.pop(name)
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 180) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"medchain_e2e_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    redis.Redis.from_url(url).flushdb()
+    yield url
+    redis.Redis.from_url(url).flushdb()
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def anvil(stack_dir: Path) -> Iterator[AnvilNode]:
+    node = AnvilNode(state_file=stack_dir / "anvil-state.json", port=free_port())
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def production_env(
+    stack_dir: Path, pg_url: str, redis_url: str, anvil: AnvilNode
+) -> dict[str, str]:
+    """What an operator sets for the portal's processes (secrets as *_FILE)."""
+    secret = stack_dir / "django-secret"
+    secret.write_text(secrets.token_urlsafe(64))
+    relayer = stack_dir / "relayer-key"
+    relayer.write_text(ANVIL_DEV_KEYS[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDCHAIN_", "CHAIN_"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "MEDCHAIN_STACK": "production",
+            "MEDCHAIN_VAR_DIR": str(stack_dir / "var"),
+            "DJANGO_SECRET_KEY_FILE": str(secret),
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # TLS ends at the proxy in front of the portal; the test talks to it directly.
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "DATABASE_URL": pg_url,
+            "REDIS_URL": redis_url,
+            "CHAIN_RPC_URL": anvil.url,
+            "CHAIN_RELAYER_KEY_FILE": str(relayer),
+            "CELERY_BEAT_SECONDS": "1",
+            "NODE_CHECK_IN_SECONDS": "3",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def processes(stack_dir: Path) -> Iterator[Processes]:
+    procs = Processes(stack_dir)
+    yield procs
+    procs.stop_all()
+
+
+@pytest.fixture(scope="session")
+def sql(pg_url: str) -> Iterator[Callable[..., list[tuple[Any, ...]]]]:
+    conn = psycopg.connect(pg_url, autocommit=True)
+
+    def query(text: str, *params: Any) -> list[tuple[Any, ...]]:
+        return conn.execute(text, params).fetchall()  # type: ignore[arg-type]
+
+    yield query
+    conn.close()
+
+
+def write_json(path: Path, value: Any) -> Path:
+    path.write_text(json.dumps(value))
+    return path
+
+
+def _key(label: str) -> str:
+    return "0x" + keccak(text=f"medchain-e2e:{label}").hex()
+
+
+def _name_hash(name: str) -> str:
+    return "0x" + keccak(text=name.strip()).hex()
+
+
+FOUNDERS = [
+    (name, _key(name), "0x" + bytes([0x30 + i]).hex() * 32)
+    for i, name in enumerate(["St. Mary's Hospital", "City General", "Northside Clinic"])
+]
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    dir: Path
+    processes: Processes
+    anvil: AnvilNode
+    sql: Callable[..., list[tuple[Any, ...]]]
+    registry_address: str = ""
+    start_block: int = 0
+
+    def start_worker(self) -> None:
+        if "worker" in self.processes.procs:
+            return
+        self.processes.start(
+            "worker",
+            [str(BIN / "celery"), "-A", "portal", "worker", "-Q", "portal", "--pool", "solo",
+             "-n", f"portal-{secrets.token_hex(3)}@%h", "--without-gossip", "--without-mingle",
+             "--loglevel", "INFO"],
+            self.env,
+        )  # fmt: skip
+
+    def start_beat(self) -> None:
+        self.processes.start(
+            "beat",
+            [str(BIN / "celery"), "-A", "portal", "beat", "-s", str(self.dir / "beat-schedule"),
+             "--loglevel", "INFO"],
+            self.env,
+        )  # fmt: skip
+
+    def relayer(self) -> ConsortiumRegistry:
+        """The chain as an outside relayer sees it: not the portal's account."""
+        client = ChainClient.from_url(self.anvil.url, relayer_key=ANVIL_DEV_KEYS[1])
+        return ConsortiumRegistry(client, self.registry_address)
+
+    def wait_sql(self, what: str, query: str, *params: Any, timeout: float = 60) -> Any:
+        def ready() -> Any:
+            rows = self.sql(query, *params)
+            return rows[0] if rows and all(v is not None for v in rows[0]) else None
+
+        try:
+            return wait_for(what, ready, timeout=timeout)
+        except AssertionError as exc:
+            logs = {n: self.processes.log(n) for n in ("worker", "beat", "web", "node")}
+            report = "\n".join(f"--- {n}\n{t}" for n, t in logs.items())
+            raise AssertionError(f"{exc}\n{report}") from None
+
+
+@pytest.fixture(scope="module")
+def stack(
+    production_env: dict[str, str],
+    stack_dir: Path,
+    processes: Processes,
+    anvil: AnvilNode,
+    sql: Callable[..., list[tuple[Any, ...]]],
+) -> Stack:
+    """Migrated PostgreSQL, the registry deployed on anvil, a worker and beat running."""
+    env = production_env
+    manage(env, "migrate", "--no-input")
+    founders = [
+        {"name": name, "address": Account.from_key(key).address, "data_key": data_key}
+        for name, key, data_key in FOUNDERS
+    ]
+    manage(env, "deploy_contracts", "--founders", str(write_json(stack_dir / "f.json", founders)))
+    ((address, block),) = sql("SELECT address, block_number FROM core_contractdeployment")
+    s = Stack(env, stack_dir, processes, anvil, sql, registry_address=address, start_block=block)
+    s.start_worker()
+    s.start_beat()
+    s.wait_sql(
+        "the worker to mirror the founders",
+        "SELECT count(*) FROM consortium_member WHERE status = 'active' "
+        "AND chain_member_id IS NOT NULL HAVING count(*) = 3",
+    )
+    return s
+
+
+def _sign(key: str, typed: dict[str, Any]) -> bytes:
+    return eip712.sign_typed(key, typed)
+
+
+def test_it_mirrors_an_admission_through_a_killed_worker_and_a_restarted_chain(stack: Stack):
+    registry = stack.relayer()
+    chain_id = registry.client.chain_id
+    domain = {"chain_id": chain_id, "contract": stack.registry_address}
+    applicant_key = _key("applicant")
+    applicant = Account.from_key(applicant_key).address
+    data_key, name_hash = "0x" + "ab" * 32, _name_hash("Harbour Hospital")
+    mary_key, city_key = FOUNDERS[0][1], FOUNDERS[1][1]
+    mary, city = Account.from_key(mary_key).address, Account.from_key(city_key).address
+
+    application = eip712.application(
+        **domain, applicant=applicant, role=1, data_key=data_key, name_hash=name_hash,
+        nonce=registry.nonce(applicant),
+    )  # fmt: skip
+    sponsorship = eip712.sponsor_admission(
+        **domain, applicant=applicant, role=1, data_key=data_key, name_hash=name_hash,
+        nonce=registry.nonce(mary),
+    )  # fmt: skip
+    receipt = registry.sponsor_admission_by_sig(
+        applicant=applicant,
+        role=1,
+        data_key=data_key,
+        name_hash=name_hash,
+        applicant_signature=_sign(applicant_key, application),
+        sponsor=mary,
+        sponsor_signature=_sign(mary_key, sponsorship),
+    )
+    opened = [e for e in registry.decode_events(receipt) if e.name == "ProposalOpened"]
+    proposal_id = int(opened[0].args["proposalId"])
+    stack.wait_sql(
+        "the worker to mirror the open proposal",
+        "SELECT status FROM consortium_proposal WHERE chain_proposal_id = %s AND status = 1",
+        proposal_id,
+    )
+
+    # The worker dies hard; a vote lands while nobody mirrors.
+    stack.processes.kill("worker", signal.SIGKILL)
+    vote = eip712.vote(
+        **domain, proposal_id=proposal_id, support=True, voter=mary, nonce=registry.nonce(mary)
+    )
+    registry.vote_by_sig(
+        proposal_id=proposal_id, support=True, voter=mary, signature=_sign(mary_key, vote)
+    )
+
+    # The chain node stops gracefully (dumping its state file) and comes back.
+    head_before = registry.client.head()
+    stack.anvil.stop()
+    assert stack.anvil.state_file.exists()
+    stack.anvil.start()
+    registry = stack.relayer()
+    assert registry.client.head() >= head_before
+    assert registry.client.w3.eth.get_code(stack.registry_address)
+
+    vote = eip712.vote(
+        **domain, proposal_id=proposal_id, support=True, voter=city, nonce=registry.nonce(city)
+    )
+    registry.vote_by_sig(
+        proposal_id=proposal_id, support=True, voter=city, signature=_sign(city_key, vote)
+    )
+    assert stack.sql(
+        "SELECT yes FROM consortium_proposal WHERE chain_proposal_id = %s", proposal_id
+    ) == [(0,)], "nothing but the worker mirrors the chain"
+
+    stack.start_worker()
+    member_id, status = stack.wait_sql(
+        "the restarted worker to mirror the admission",
+        "SELECT chain_member_id, status FROM consortium_member "
+        "WHERE governance_address = %s AND status = 'active'",
+        applicant,
+    )
+    on_chain = registry.member(member_id)
+    assert on_chain.active and on_chain.governance == applicant
+    assert stack.sql(
+        "SELECT status, yes, no FROM consortium_proposal WHERE chain_proposal_id = %s",
+        proposal_id,
+    ) == [(2, 2, 0)]
+    assert stack.sql("SELECT count(*) FROM consortium_vote") == [(2,)]
+    # Every registry event on chain mirrored exactly once, in spite of the kill and restart.
+    head = registry.client.head()
+    stack.wait_sql(
+        "the cursor to reach the head",
+        "SELECT last_block FROM core_chainsyncstate WHERE last_block >= %s",
+        head,
+    )
+    logs = registry.client.w3.eth.get_logs(
+        {"address": stack.registry_address, "fromBlock": stack.start_block, "toBlock": head}
+    )
+    assert stack.sql("SELECT count(*) FROM core_chaineventrecord") == [(len(logs),)]
+
+
+def test_it_checks_a_node_in_through_the_api_from_a_node_worker(stack: Stack):
+    stack.start_worker()
+    keystore = stack.dir / "node-keystore"
+    node_env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "MEDCHAIN_ROLE": "node",
+        "MEDCHAIN_VAR_DIR": str(stack.dir / "node-var"),
+        "MEDCHAIN_NODE_PASSWORD": "node-secret",
+        "CELERY_BROKER_URL": stack.env["REDIS_URL"],
+        "PYTHONUNBUFFERED": "1",
+    }
+    identity = json.loads(manage(node_env, "node_init", "--keystore", str(keystore), "--json"))
+
+    registry = stack.relayer()
+    mary_key = FOUNDERS[0][1]
+    mary = Account.from_key(mary_key).address
+    typed = eip712.register_node(
+        chain_id=registry.client.chain_id,
+        contract=stack.registry_address,
+        node_id=identity["node_id"],
+        signer=identity["signer_address"],
+        data_key=identity["data_public_key"],
+        nonce=registry.nonce(mary),
+    )
+    registry.register_node_by_sig(
+        member=mary,
+        node_id=identity["node_id"],
+        signer=identity["signer_address"],
+        data_key=identity["data_public_key"],
+        signature=_sign(mary_key, typed),
+    )
+    stack.wait_sql(
+        "the worker to mirror the node",
+        "SELECT signer_address FROM nodes_node WHERE node_id = %s AND active",
+        identity["node_id"],
+    )
+    token_file = stack.dir / "node.token"
+    manage(stack.env, "node_token", identity["node_id"], "--out", str(token_file))
+
+    port = free_port()
+    stack.processes.start(
+        "web",
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
+        stack.env,
+    )
+    portal = f"http://127.0.0.1:{port}"
+    wait_for("the web server", lambda: http_status(f"{portal}/health") in (200, 503))
+    stack.processes.start(
+        "node",
+        [sys.executable, str(ROOT / "manage.py"), "run_node", "--keystore", str(keystore),
+         "--portal-url", portal, "--token-file", str(token_file)],
+        node_env,
+    )  # fmt: skip
+    (checked_in,) = stack.wait_sql(
+        "the node to check in",
+        "SELECT last_check_in FROM nodes_node WHERE node_id = %s",
+        identity["node_id"],
+        timeout=90,
+    )
+    assert checked_in is not None
+    assert "nodes.check_in" in stack.processes.log("node")
+    assert http_status(f"{portal}/health") == 200, stack.processes.log("web")
+
+
+def test_it_passes_the_deploy_checks_with_production_settings(production_env: dict[str, str]):
+    env = {k: v for k, v in production_env.items() if k != "DJANGO_SECURE_SSL_REDIRECT"}
+    out = manage(env, "check", "--deploy", "--fail-level", "WARNING")
+    assert "no issues" in out
+
+
+def test_it_round_trips_a_file_through_s3_storage(
+    production_env: dict[str, str], processes: Processes
+):
+    import boto3
+
+    port = free_port()
+    processes.start("moto", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], {
+        **os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"
+    })  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_for("moto_server", lambda: http_status(endpoint) == 200)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    s3.create_bucket(Bucket="medchain-e2e")
+    env = {
+        **production_env,
+        "S3_BUCKET": "medchain-e2e",
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_ACCESS_KEY_ID": "test",
+        "S3_SECRET_ACCESS_KEY": "test",
+    }
+    code = (
+        "from django.core.files.base import ContentFile\n"
+        "from django.core.files.storage import storages\n"
+        "s = storages['default']\n"
+        "name = s.save('datasets/blob.bin', ContentFile(bytes(range(256)) * 64))\n"
+        "data = s.open(name).read()\n"
+        "print(type(s).__name__, name, len(data), s.size(name), s.exists(name))\n"
+    )
+    out = manage(env, "shell", "-c", code).strip().splitlines()[-1].split()
+    assert out[0] == "S3Storage"
+    assert out[2:] == ["16384", "16384", "True"]
+    stored = s3.get_object(Bucket="medchain-e2e", Key=out[1])["Body"].read()
+    assert stored == bytes(range(256)) * 64
+    processes.kill("moto", signal.SIGTERM)

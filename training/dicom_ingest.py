@@ -1,0 +1,100 @@
+"""The uploader's pipeline for one DICOM file: read, check, de-identify, re-serialise.
+
+Pixel data is never decoded: it is read as bytes (lazily, through pydicom's
+deferred reads) and written back unchanged. This module must not import
+torch: the ingest runs in processes without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+from training.deid import (
+    PIXEL_DATA,
+    UNDEFINED_LENGTH,
+    IngestRefused,
+    check_ingestible,
+    deidentify,
+    load_profile,
+)
+
+# Elements larger than this stay on disk until written back (pixel data, mostly).
+DEFER_SIZE = 64 * 1024
+__all__ = ["IngestRefused", "IngestedInstance", "ingest_file"]
+
+
+@dataclass(frozen=True)
+class IngestedInstance:
+    sop_uid_original: str
+    sop_uid_new: str
+    rows: int
+    cols: int
+    modality: str
+    data: bytes
+
+
+def ingest_file(path: str | Path, *, uid_secret: bytes) -> IngestedInstance:
+    """De-identified Part 10 bytes for the file at ``path``, or :class:`IngestRefused`."""
+    ds = _read(Path(path))
+    try:
+        check_ingestible(ds)
+        original_uid = str(ds.get("SOPInstanceUID", "")).strip(" \x00")
+        if not original_uid:
+            raise IngestRefused("no SOP Instance UID")
+        deidentify(ds, uid_secret=uid_secret, profile=load_profile())
+    except IngestRefused:
+        raise
+    except Exception as exc:  # values pydicom cannot parse once they are touched
+        raise IngestRefused(f"malformed DICOM header: {type(exc).__name__}: {exc}") from exc
+    data = _serialise(ds)
+    return IngestedInstance(
+        sop_uid_original=original_uid,
+        sop_uid_new=str(ds.SOPInstanceUID),
+        rows=int(ds.Rows),
+        cols=int(ds.Columns),
+        modality=str(ds.get("Modality", "")),
+        data=data,
+    )
+
+
+def _read(path: Path) -> Dataset:
+    try:
+        ds = pydicom.dcmread(path, defer_size=DEFER_SIZE)
+    except pydicom.errors.InvalidDicomError as exc:
+        raise IngestRefused(
+            "not a DICOM Part 10 file: no 128-byte preamble and 'DICM' prefix"
+        ) from exc
+    except OSError as exc:
+        raise IngestRefused(f"cannot read the file: {exc.strerror or exc}") from exc
+    except Exception as exc:  # a malformed upload must come back as a per-file reason
+        raise IngestRefused(f"malformed DICOM file: {type(exc).__name__}: {exc}") from exc
+    if not ds.file_meta.get("TransferSyntaxUID"):
+        raise IngestRefused("no Transfer Syntax UID in the File Meta Information")
+    _check_not_truncated(ds, size=path.stat().st_size)
+    return ds
+
+
+def _check_not_truncated(ds: Dataset, *, size: int) -> None:
+    if PIXEL_DATA not in ds:
+        return
+    raw = ds.get_item(PIXEL_DATA, keep_deferred=True)
+    if not isinstance(raw, RawDataElement) or raw.length == UNDEFINED_LENGTH:
+        return
+    missing = raw.value_tell + raw.length - size
+    if missing > 0:
+        raise IngestRefused(f"the file is truncated: Pixel Data lacks {missing} bytes")
+
+
+def _serialise(ds: Dataset) -> bytes:
+    buffer = BytesIO()
+    try:
+        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    except Exception as exc:  # e.g. values pydicom cannot encode: refuse this file only
+        raise IngestRefused(f"cannot re-encode the de-identified file: {exc}") from exc
+    return buffer.getvalue()
