@@ -14,7 +14,7 @@ from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ProviderConnectionError
-from web3.types import TxParams, TxReceipt, Wei
+from web3.types import FilterParams, LogReceipt, TxParams, TxReceipt, Wei
 
 from chain.artifacts import load_artifact
 from chain.errors import ChainUnavailable, ContractError, TransactionReverted, decode_revert
@@ -78,10 +78,25 @@ class ChainClient:
         try:
             block = self._rpc(lambda: self.w3.eth.get_block(number))
         except Exception as exc:
+            # web3 raises BlockNotFound; eth-tester's own BlockNotFound may surface unwrapped.
             if type(exc).__name__ in {"BlockNotFound", "BlockNumberOutOfRange"}:
                 return None
             raise
         return "0x" + bytes(block["hash"]).hex()
+
+    def get_logs(
+        self, addresses: Sequence[str], from_block: int, to_block: int
+    ) -> list[LogReceipt]:
+        """``eth_getLogs`` for ``addresses`` over an inclusive block range (keep it short)."""
+        params = cast(
+            FilterParams,
+            {
+                "address": [Web3.to_checksum_address(a) for a in addresses],
+                "fromBlock": from_block,
+                "toBlock": to_block,
+            },
+        )
+        return list(self._rpc(lambda: self.w3.eth.get_logs(params)))
 
     def contract(self, name: str, address: str) -> Contract:
         """A web3 contract object for the committed artifact ``name`` at ``address``."""

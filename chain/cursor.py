@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from eth_utils import to_checksum_address
-from web3.types import FilterParams
 
 from chain.client import ChainClient
 from chain.events import ChainEvent, EventDecoder
@@ -88,13 +87,7 @@ class EventCursor:
             return PollResult(0, head, from_block, from_block - 1, rewound)
         to_block = min(head, from_block + self.batch_blocks - 1)
         to_hash = self.client.block_hash(to_block)
-        params: FilterParams = {
-            "address": self.addresses,  # type: ignore[typeddict-item]
-            "fromBlock": from_block,
-            "toBlock": to_block,
-        }
-        logs = self.client.w3.eth.get_logs(params)
-        events = self.decoder.decode_all(logs)
+        events = self.decoder.decode_all(self.client.get_logs(self.addresses, from_block, to_block))
         for event in events:
             handle(event)
         if to_hash is None:  # the chain shrank under us: the next poll rewinds

@@ -147,6 +147,7 @@ contract ConsortiumRegistry is EIP712, Nonces {
     error InvalidNode(bytes32 nodeId);
     error UnknownNode(bytes32 nodeId, uint256 memberId);
 
+    /// @notice Sets the founding members (epoch 0) and the voting rules, fixed for the contract's life.
     /// @param governances Founding members' governance addresses.
     /// @param roles Their roles (1 hospital, 2 diagnostic server); at least one hospital.
     /// @param dataKeys Their X25519 data-encryption public keys.
@@ -174,8 +175,6 @@ contract ConsortiumRegistry is EIP712, Nonces {
         }
         if (_hospitalCount == 0) revert InvalidConfiguration();
     }
-
-    // ---- views
 
     /// @notice The quorum in basis points of the eligible hospitals.
     function quorumBps() external view returns (uint16) {
@@ -232,8 +231,6 @@ contract ConsortiumRegistry is EIP712, Nonces {
     function node(bytes32 nodeId) external view returns (Node memory) {
         return _nodes[nodeId];
     }
-
-    // ---- admission, removal, rotation
 
     /// @notice Open an admission proposal for an applicant who signed its application.
     /// @dev Sent by an active hospital member's governance address.
@@ -292,8 +289,6 @@ contract ConsortiumRegistry is EIP712, Nonces {
         if (block.timestamp < p.deadline) revert ProposalNotExpired(proposalId, p.deadline);
         _decide(proposalId, p, false);
     }
-
-    // ---- member self-service
 
     /// @notice Register (or revoke) an address that may act for the sender's member in one scope.
     function setDelegate(address delegate, uint8 scope, bool enabled) external {
@@ -356,8 +351,6 @@ contract ConsortiumRegistry is EIP712, Nonces {
         _checkSignature(member_, structHash, signature);
         _rotateNodeKey(_activeMemberId(member_), nodeId, dataKey);
     }
-
-    // ---- internals
 
     function _role(uint8 role) private pure returns (Role) {
         if (role != uint8(Role.Hospital) && role != uint8(Role.DiagnosticServer)) revert InvalidRole(role);
