@@ -106,6 +106,7 @@ def ensure_dataset(data_dir: Path, *, files: int) -> tuple[Path, str]:
 
 def _replicate(seed: Path, out: Path, *, files: int) -> None:
     import pydicom
+    from pydicom.uid import UID
 
     from training.annotations import FORMAT
 
@@ -118,10 +119,10 @@ def _replicate(seed: Path, out: Path, *, files: int) -> None:
         original = str(ds.file_meta.MediaStorageSOPInstanceUID)
         digest = hashlib.sha256(f"medchain-bench/{index}".encode()).digest()
         uid = "2.25." + str(int.from_bytes(digest[:16], "big"))
-        ds.SOPInstanceUID = uid
-        ds.file_meta.MediaStorageSOPInstanceUID = uid
+        ds.SOPInstanceUID = UID(uid)
+        ds.file_meta.MediaStorageSOPInstanceUID = UID(uid)
         ds.save_as(out / f"slice_{index:05d}.dcm", enforce_file_format=True)
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = original
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(original)
         instances[uid] = boxes[original]
     (out / "annotations.json").write_text(json.dumps({"format": FORMAT, "instances": instances}))
 

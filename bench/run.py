@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make the project's packages importable
@@ -28,8 +29,46 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench.json")
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=["chain-sync", "ingest"], help="run one benchmark")
+    parser.add_argument("--ingest-files", type=int, default=2048, help="512x512 CT slices")
     args = parser.parse_args()
 
+    results: list[dict[str, Any]] = []
+    figures: dict[str, dict[str, Any]] = {}
+    if args.only in (None, "ingest"):
+        import ingest  # runs its timed parts in subprocesses that never import torch
+
+        figures.update(ingest.run(files=args.ingest_files))
+    if args.only in (None, "chain-sync"):
+        result = _chain_sync(args)
+        results.append(result)
+        figures["chain_sync_events_per_s"] = {
+            "value": result["mirror_events_per_s"],
+            "baseline": result["baseline_events_per_s"],
+            "ratio": result["mirror_vs_baseline"],
+            "unit": "events/s",
+        }
+
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "results": results,
+        # Issue 3's shape, one entry per figure: {name: {value, baseline, ratio, unit}}.
+        **figures,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if results:
+        _print_table(results, args.out)
+    _print_figures(figures, args.out)
+    return 0
+
+
+def _chain_sync(args: argparse.Namespace) -> dict[str, Any]:
     from chain.anvil import ANVIL_DEV_KEYS, AnvilNode
 
     work = Path(tempfile.mkdtemp(prefix="medchain-bench-"))
@@ -53,23 +92,10 @@ def main() -> int:
         call_command("migrate", verbosity=0)
         import chain_sync
 
-        results = [chain_sync.run(events=args.events, repeats=args.repeats)]
+        result: dict[str, Any] = chain_sync.run(events=args.events, repeats=args.repeats)
     finally:
         anvil.stop()
-
-    report = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-        },
-        "results": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    _print_table(results, args.out)
-    return 0
+    return result
 
 
 def _print_table(results: list[dict[str, object]], out: Path) -> None:
@@ -86,6 +112,20 @@ def _print_table(results: list[dict[str, object]], out: Path) -> None:
             f"{r['baseline_events_per_s']:,}",
             f"{r['mirror_events_per_s']:,}",
             f"{r['mirror_vs_baseline']:.3f}",
+        )
+    Console().print(table)
+
+
+def _print_figures(figures: dict[str, dict[str, Any]], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"MedChain figures (written to {out})")
+    for column in ("figure", "value", "baseline", "ratio", "unit"):
+        table.add_column(column, justify="left" if column in ("figure", "unit") else "right")
+    for name, f in figures.items():
+        table.add_row(
+            name, f"{f['value']:,.2f}", f"{f['baseline']:,.2f}", f"{f['ratio']:.3f}", f["unit"]
         )
     Console().print(table)
 

@@ -96,9 +96,39 @@ def remap_uids(annotations: Annotations, uid_map: Mapping[str, str]) -> Annotati
     return Annotations(instances=remapped)
 
 
+# The format nests four deep; anything far deeper is refused before parsing, since
+# a process that raised its recursion limit (py-evm does) can overflow the C stack.
+MAX_NESTING = 32
+
+
+def _nesting_depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def _load_json(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
+        if _nesting_depth(text) > MAX_NESTING:
+            raise AnnotationError(
+                f"annotations are not valid JSON: nested deeper than {MAX_NESTING} levels"
+            )
         return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except AnnotationError:
         raise

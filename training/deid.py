@@ -21,7 +21,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
-from pydicom.valuerep import VR
+from pydicom.valuerep import STANDARD_VR, VR
 
 PROFILE_PATH = Path(__file__).with_name("deid_profile.json")
 ACTIONS = frozenset("DZXKU")
@@ -29,6 +29,7 @@ PIXEL_DATA = 0x7FE00010
 UNDEFINED_LENGTH = 0xFFFFFFFF
 BURNED_IN_ANNOTATION = 0x00280301
 _RULE_CACHE_SIZE = 1 << 16
+_UNDECODED_VRS = frozenset(STANDARD_VR - {VR.UN, VR.SQ})
 _BINARY_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"})
 
 # 2.25 + first 16 bytes of SHA-256(b"medchain/implementation/v1"), as an integer.
@@ -295,9 +296,10 @@ def _stated_vr(elem: DataElement | RawDataElement | None) -> str | None:
     """The VR of a still-undecoded element when decoding cannot change it, else None.
 
     Implicit VR (looked up on decoding), UN (replaced by the dictionary's VR on
-    decoding) and SQ (its items are scrubbed) must be decoded first.
+    decoding), SQ (its items are scrubbed) and invalid VRs (refused on decoding)
+    must be decoded first.
     """
-    if not isinstance(elem, RawDataElement) or elem.VR in (None, VR.UN, VR.SQ):
+    if not isinstance(elem, RawDataElement) or elem.VR not in _UNDECODED_VRS:
         return None
     if elem.length == UNDEFINED_LENGTH:
         return None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from training.annotations import Annotations, AnnotationError, parse_annotations
+from training.annotations import AnnotationError, Annotations, parse_annotations
 from training.crypto import RECORD_SIZE
 from training.dataset import (
     ANNOTATIONS_NAME,
@@ -197,9 +197,9 @@ def test_it_writes_a_deterministic_manifest_given_key_seed_and_nonces(
     first, second = run("a", fixed_nonces=True), run("b", fixed_nonces=True)
     assert manifest_bytes(first) == manifest_bytes(second)
     assert manifest_sha256(first) == manifest_sha256(second)
-    assert manifest_bytes(first) == json.dumps(
-        first, sort_keys=True, separators=(",", ":")
-    ).encode()
+    assert (
+        manifest_bytes(first) == json.dumps(first, sort_keys=True, separators=(",", ":")).encode()
+    )
     # Real nonces are random: only the chunk hashes change between runs.
     third = run("c", fixed_nonces=False)
     assert {k: v for k, v in third.items() if k != "chunks"} == {
