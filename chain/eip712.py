@@ -1,4 +1,4 @@
-"""EIP-712 typed data for the registry's signed actions, in the eth_signTypedData_v4 JSON shape."""
+"""EIP-712 typed data for the contracts' signed actions, in the eth_signTypedData_v4 JSON shape."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 
-DOMAIN_NAME = "MedChain Consortium"
+DOMAIN_NAME = "MedChain Consortium"  # ConsortiumRegistry
+DATASETS_DOMAIN_NAME = "MedChain Datasets"  # DatasetRegistry
 DOMAIN_VERSION = "1"
 
 TypedData = dict[str, Any]
@@ -57,12 +58,28 @@ TYPES: dict[str, list[tuple[str, str]]] = {
     "RotateNodeKey": [("nodeId", "bytes32"), ("dataKey", "bytes32"), ("nonce", "uint256")],
     # Off-chain only: a node proves it holds its registered signer key.
     "NodeCheckIn": [("nodeId", "bytes32"), ("challenge", "bytes32")],
+    # DatasetRegistry (domain DATASETS_DOMAIN_NAME)
+    "AnchorManifest": [
+        ("datasetId", "bytes32"),
+        ("version", "uint32"),
+        ("manifestHash", "bytes32"),
+        ("previous", "bytes32"),
+        ("nonce", "uint256"),
+    ],
+    "RecordGrant": [
+        ("datasetId", "bytes32"),
+        ("nodeId", "bytes32"),
+        ("grantHash", "bytes32"),
+        ("nonce", "uint256"),
+    ],
+    "RevokeGrant": [("datasetId", "bytes32"), ("nodeId", "bytes32"), ("nonce", "uint256")],
+    "WithdrawDataset": [("datasetId", "bytes32"), ("nonce", "uint256")],
 }
 
 
-def domain(chain_id: int, verifying_contract: str) -> dict[str, Any]:
+def domain(chain_id: int, verifying_contract: str, name: str = DOMAIN_NAME) -> dict[str, Any]:
     return {
-        "name": DOMAIN_NAME,
+        "name": name,
         "version": DOMAIN_VERSION,
         "chainId": int(chain_id),
         "verifyingContract": to_checksum_address(verifying_contract),
@@ -86,7 +103,12 @@ def _json_value(kind: str, value: Any) -> Any:
 
 
 def typed_data(
-    primary_type: str, chain_id: int, verifying_contract: str, message: dict[str, Any]
+    primary_type: str,
+    chain_id: int,
+    verifying_contract: str,
+    message: dict[str, Any],
+    *,
+    domain_name: str = DOMAIN_NAME,
 ) -> TypedData:
     """The full typed-data dict for ``primary_type`` (a key of TYPES) and its message fields."""
     fields = TYPES[primary_type]
@@ -100,7 +122,7 @@ def typed_data(
             primary_type: [{"name": n, "type": t} for n, t in fields],
         },
         "primaryType": primary_type,
-        "domain": domain(chain_id, verifying_contract),
+        "domain": domain(chain_id, verifying_contract, domain_name),
         "message": {n: _json_value(t, message[n]) for n, t in fields},
     }
 
@@ -177,6 +199,54 @@ def node_check_in(
 ) -> TypedData:
     msg = {"nodeId": node_id, "challenge": challenge}
     return typed_data("NodeCheckIn", chain_id, contract, msg)
+
+
+def anchor_manifest(
+    chain_id: int,
+    contract: str,
+    *,
+    dataset_id: bytes | str,
+    version: int,
+    manifest_hash: bytes | str,
+    previous: bytes | str,
+    nonce: int,
+) -> TypedData:
+    """Signed by the owner's governance key or a DATA delegate; ``previous`` is 0 for version 1."""
+    msg = {
+        "datasetId": dataset_id,
+        "version": version,
+        "manifestHash": manifest_hash,
+        "previous": previous,
+        "nonce": nonce,
+    }
+    return typed_data("AnchorManifest", chain_id, contract, msg, domain_name=DATASETS_DOMAIN_NAME)
+
+
+def record_grant(
+    chain_id: int,
+    contract: str,
+    *,
+    dataset_id: bytes | str,
+    node_id: bytes | str,
+    grant_hash: bytes | str,
+    nonce: int,
+) -> TypedData:
+    msg = {"datasetId": dataset_id, "nodeId": node_id, "grantHash": grant_hash, "nonce": nonce}
+    return typed_data("RecordGrant", chain_id, contract, msg, domain_name=DATASETS_DOMAIN_NAME)
+
+
+def revoke_grant(
+    chain_id: int, contract: str, *, dataset_id: bytes | str, node_id: bytes | str, nonce: int
+) -> TypedData:
+    msg = {"datasetId": dataset_id, "nodeId": node_id, "nonce": nonce}
+    return typed_data("RevokeGrant", chain_id, contract, msg, domain_name=DATASETS_DOMAIN_NAME)
+
+
+def withdraw_dataset(
+    chain_id: int, contract: str, *, dataset_id: bytes | str, nonce: int
+) -> TypedData:
+    msg = {"datasetId": dataset_id, "nonce": nonce}
+    return typed_data("WithdrawDataset", chain_id, contract, msg, domain_name=DATASETS_DOMAIN_NAME)
 
 
 def sign_typed(private_key: str | bytes, typed: TypedData) -> bytes:

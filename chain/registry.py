@@ -5,18 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from eth_utils import to_checksum_address
-from web3.contract import Contract
 from web3.types import TxReceipt
 
 from chain import eip712
-from chain.artifacts import load_artifact
 from chain.client import ChainClient
-from chain.events import ChainEvent, EventDecoder
+from chain.events import ChainEvent
+from chain.wrapper import ContractWrapper, as_bytes32, as_signature
 
-NAME = "ConsortiumRegistry"
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
@@ -96,29 +94,13 @@ class Delegation(NamedTuple):
     scope: Scope
 
 
-def _b32(value: bytes | str) -> bytes:
-    raw = bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
-    if len(raw) != 32:
-        raise ValueError(f"expected 32 bytes, got {len(raw)}")
-    return raw
-
-
-def _sig(value: bytes | str) -> bytes:
-    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
-
-
-class ConsortiumRegistry:
+class ConsortiumRegistry(ContractWrapper):
     """Views return dataclasses; actions send a transaction and return its receipt.
 
     Actions take ``sender_key``: None sends from the client's relayer.
     """
 
-    def __init__(self, client: ChainClient, address: str) -> None:
-        self.client = client
-        self.address = to_checksum_address(address)
-        self.abi = load_artifact(NAME).abi
-        self.contract: Contract = client.contract(NAME, self.address)
-        self._decoder = EventDecoder([self.abi])
+    NAME = "ConsortiumRegistry"
 
     @classmethod
     def deploy(
@@ -131,11 +113,11 @@ class ConsortiumRegistry:
         sender_key: str | None = None,
     ) -> ConsortiumRegistry:
         address = client.deploy(
-            NAME,
+            cls.NAME,
             [to_checksum_address(f.governance) for f in founders],
             [int(f.role) for f in founders],
-            [_b32(f.data_key) for f in founders],
-            [_b32(f.name_hash) for f in founders],
+            [as_bytes32(f.data_key) for f in founders],
+            [as_bytes32(f.name_hash) for f in founders],
             quorum_bps,
             voting_period,
             sender_key=sender_key,
@@ -143,9 +125,6 @@ class ConsortiumRegistry:
         return cls(client, address)
 
     # views
-
-    def _call(self, name: str, *args: Any) -> Any:
-        return self.client.call(self.contract.functions[name](*args))
 
     def quorum_bps(self) -> int:
         return int(self._call("quorumBps"))
@@ -164,9 +143,6 @@ class ConsortiumRegistry:
 
     def member_id_of(self, governance: str) -> int:
         return int(self._call("memberIdOf", to_checksum_address(governance)))
-
-    def nonce(self, account: str) -> int:
-        return int(self._call("nonces", to_checksum_address(account)))
 
     def member(self, member_id: int) -> Member:
         gov, role, data_key, name_hash, active, epoch = self._call("member", member_id)
@@ -204,8 +180,8 @@ class ConsortiumRegistry:
         return Delegation(int(member_id), Scope(scope))
 
     def node(self, node_id: bytes | str) -> Node:
-        member_id, signer, data_key, active = self._call("node", _b32(node_id))
-        return Node(_b32(node_id), member_id, signer, bytes(data_key), active)
+        member_id, signer, data_key, active = self._call("node", as_bytes32(node_id))
+        return Node(as_bytes32(node_id), member_id, signer, bytes(data_key), active)
 
     # typed data to sign (current nonce read from the chain)
 
@@ -287,11 +263,6 @@ class ConsortiumRegistry:
 
     # actions
 
-    def _send(self, name: str, *args: Any, sender_key: str | None, gas: int) -> TxReceipt:
-        return self.client.transact(
-            self.contract.functions[name](*args), sender_key=sender_key, gas=gas
-        )
-
     def sponsor_admission(
         self,
         applicant: str,
@@ -303,9 +274,18 @@ class ConsortiumRegistry:
         sender_key: str | None = None,
     ) -> TxReceipt:
         """Sent by the sponsoring hospital's governance key (``sender_key``)."""
-        args = (to_checksum_address(applicant), int(role), _b32(data_key), _b32(name_hash))
+        args = (
+            to_checksum_address(applicant),
+            int(role),
+            as_bytes32(data_key),
+            as_bytes32(name_hash),
+        )
         return self._send(
-            "sponsorAdmission", *args, _sig(applicant_signature), sender_key=sender_key, gas=600_000
+            "sponsorAdmission",
+            *args,
+            as_signature(applicant_signature),
+            sender_key=sender_key,
+            gas=600_000,
         )
 
     def sponsor_admission_by_sig(
@@ -321,13 +301,18 @@ class ConsortiumRegistry:
         sender_key: str | None = None,
     ) -> TxReceipt:
         """Relayed: the sponsor signed ``sponsor_typed`` with its governance key."""
-        args = (to_checksum_address(applicant), int(role), _b32(data_key), _b32(name_hash))
+        args = (
+            to_checksum_address(applicant),
+            int(role),
+            as_bytes32(data_key),
+            as_bytes32(name_hash),
+        )
         return self._send(
             "sponsorAdmissionBySig",
             *args,
-            _sig(applicant_signature),
+            as_signature(applicant_signature),
             to_checksum_address(sponsor),
-            _sig(sponsor_signature),
+            as_signature(sponsor_signature),
             sender_key=sender_key,
             gas=650_000,
         )
@@ -363,7 +348,7 @@ class ConsortiumRegistry:
             proposal_id,
             support,
             to_checksum_address(voter),
-            _sig(signature),
+            as_signature(signature),
             sender_key=sender_key,
             gas=600_000,
         )
@@ -389,7 +374,7 @@ class ConsortiumRegistry:
     ) -> TxReceipt:
         args = (to_checksum_address(delegate), int(scope), enabled, to_checksum_address(member))
         return self._send(
-            "setDelegateBySig", *args, _sig(signature), sender_key=sender_key, gas=250_000
+            "setDelegateBySig", *args, as_signature(signature), sender_key=sender_key, gas=250_000
         )
 
     def register_node(
@@ -400,7 +385,7 @@ class ConsortiumRegistry:
         *,
         sender_key: str | None = None,
     ) -> TxReceipt:
-        args = (_b32(node_id), to_checksum_address(signer), _b32(data_key))
+        args = (as_bytes32(node_id), to_checksum_address(signer), as_bytes32(data_key))
         return self._send("registerNode", *args, sender_key=sender_key, gas=250_000)
 
     def register_node_by_sig(
@@ -413,18 +398,18 @@ class ConsortiumRegistry:
         *,
         sender_key: str | None = None,
     ) -> TxReceipt:
-        args = (_b32(node_id), to_checksum_address(signer), _b32(data_key))
+        args = (as_bytes32(node_id), to_checksum_address(signer), as_bytes32(data_key))
         return self._send(
             "registerNodeBySig",
             *args,
             to_checksum_address(member),
-            _sig(signature),
+            as_signature(signature),
             sender_key=sender_key,
             gas=300_000,
         )
 
     def revoke_node(self, node_id: bytes | str, *, sender_key: str | None = None) -> TxReceipt:
-        return self._send("revokeNode", _b32(node_id), sender_key=sender_key, gas=150_000)
+        return self._send("revokeNode", as_bytes32(node_id), sender_key=sender_key, gas=150_000)
 
     def revoke_node_by_sig(
         self,
@@ -434,13 +419,13 @@ class ConsortiumRegistry:
         *,
         sender_key: str | None = None,
     ) -> TxReceipt:
-        args = (_b32(node_id), to_checksum_address(member), _sig(signature))
+        args = (as_bytes32(node_id), to_checksum_address(member), as_signature(signature))
         return self._send("revokeNodeBySig", *args, sender_key=sender_key, gas=200_000)
 
     def rotate_node_key(
         self, node_id: bytes | str, data_key: bytes | str, *, sender_key: str | None = None
     ) -> TxReceipt:
-        args = (_b32(node_id), _b32(data_key))
+        args = (as_bytes32(node_id), as_bytes32(data_key))
         return self._send("rotateNodeKey", *args, sender_key=sender_key, gas=150_000)
 
     def rotate_node_key_by_sig(
@@ -452,15 +437,15 @@ class ConsortiumRegistry:
         *,
         sender_key: str | None = None,
     ) -> TxReceipt:
-        args = (_b32(node_id), _b32(data_key), to_checksum_address(member), _sig(signature))
+        args = (
+            as_bytes32(node_id),
+            as_bytes32(data_key),
+            to_checksum_address(member),
+            as_signature(signature),
+        )
         return self._send("rotateNodeKeyBySig", *args, sender_key=sender_key, gas=200_000)
 
     # events
-
-    def decode_events(self, receipt: TxReceipt) -> list[ChainEvent]:
-        """This contract's events in ``receipt``, in log order."""
-        logs = [log for log in receipt["logs"] if log["address"] == self.address]
-        return self._decoder.decode_all(logs)
 
     @staticmethod
     def proposal_id_from(events: Sequence[ChainEvent]) -> int:

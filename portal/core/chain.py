@@ -8,10 +8,12 @@ import threading
 from django.conf import settings
 
 from chain.client import ChainClient
+from chain.datasets import DatasetRegistry
 from chain.registry import ConsortiumRegistry
 from portal.core.models import ContractDeployment
 
 REGISTRY = "ConsortiumRegistry"
+DATASETS = "DatasetRegistry"
 
 _local = threading.local()
 _override: ChainClient | None = None
@@ -51,3 +53,7 @@ def deployment(name: str = REGISTRY) -> ContractDeployment:
 
 def registry() -> ConsortiumRegistry:
     return ConsortiumRegistry(client(), deployment().address)
+
+
+def datasets() -> DatasetRegistry:
+    return DatasetRegistry(client(), deployment(DATASETS).address)

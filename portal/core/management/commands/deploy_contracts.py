@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from eth_utils import to_checksum_address
 
+from chain.datasets import DatasetRegistry
 from chain.errors import ChainUnavailable
 from chain.registry import ConsortiumRegistry
 from chain.registry import Founder as ChainFounder
@@ -40,8 +41,9 @@ def _founders(options: dict[str, Any]) -> list[dict[str, Any]]:
 
 class Command(BaseCommand):
     help = (
-        "Deploy the ConsortiumRegistry with its founding members on the chain at "
-        "CHAIN_RPC_URL and record its address. FILE.json is a list of "
+        "Deploy the ConsortiumRegistry with its founding members, then the DatasetRegistry "
+        "that reads it, on the chain at CHAIN_RPC_URL and record their addresses. "
+        "FILE.json is a list of "
         '{"name", "address", "data_key", "contact_email", "role"} objects.'
     )
 
@@ -86,11 +88,17 @@ class Command(BaseCommand):
             quorum_bps=options["quorum_bps"],
             voting_period=options["voting_period"],
         )
+        datasets = DatasetRegistry.deploy(client, registry_address=registry.address)
         with transaction.atomic():
             ContractDeployment.objects.update_or_create(
                 name=portal_chain.REGISTRY,
                 chain_id=chain_id,
                 defaults={"address": registry.address, "block_number": start_block},
+            )
+            ContractDeployment.objects.update_or_create(
+                name=portal_chain.DATASETS,
+                chain_id=chain_id,
+                defaults={"address": datasets.address, "block_number": start_block},
             )
             for f in founders:
                 consortium.member_found(
@@ -103,6 +111,6 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"ConsortiumRegistry at {registry.address} on chain {chain_id} "
-                f"with {len(founders)} founding members"
+                f"with {len(founders)} founding members; DatasetRegistry at {datasets.address}"
             )
         )

@@ -1,0 +1,255 @@
+"""Typed wrapper over the DatasetRegistry contract: manifest anchors, key grants, withdrawal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_utils import to_checksum_address
+from web3.types import TxReceipt
+
+from chain import eip712
+from chain.client import ChainClient
+from chain.wrapper import ContractWrapper, as_bytes32, as_signature
+
+ZERO_HASH = b"\x00" * 32
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: bytes
+    owner_id: int  # 0: never anchored
+    latest_version: int
+    latest_manifest: bytes
+    withdrawn: bool
+
+    @property
+    def exists(self) -> bool:
+        return self.latest_version != 0
+
+
+@dataclass(frozen=True)
+class Grant:
+    dataset_id: bytes
+    node_id: bytes
+    grant_hash: bytes  # the last one recorded, kept after a revocation
+    active: bool
+
+
+@dataclass(frozen=True)
+class Anchor:
+    manifest_hash: bytes
+    dataset_id: bytes
+    version: int
+
+
+class DatasetRegistry(ContractWrapper):
+    """Views return dataclasses; actions send a transaction and return its receipt.
+
+    Direct actions are sent by ``sender_key`` (the owner's governance key or, to anchor, a
+    DATA delegate); ``*_by_sig`` actions are relayed (``sender_key`` None: the client's relayer)
+    with the signature of ``signer`` over the matching ``*_typed`` data.
+    """
+
+    NAME = "DatasetRegistry"
+
+    @classmethod
+    def deploy(
+        cls, client: ChainClient, *, registry_address: str, sender_key: str | None = None
+    ) -> DatasetRegistry:
+        """Deploy against the ConsortiumRegistry at ``registry_address``."""
+        address = client.deploy(
+            cls.NAME, to_checksum_address(registry_address), sender_key=sender_key, gas=3_000_000
+        )
+        return cls(client, address)
+
+    # views
+
+    def registry_address(self) -> str:
+        """The ConsortiumRegistry this contract reads membership from."""
+        return to_checksum_address(self._call("registry"))
+
+    def dataset(self, dataset_id: bytes | str) -> Dataset:
+        owner_id, version, manifest, withdrawn = self._call("dataset", as_bytes32(dataset_id))
+        return Dataset(
+            as_bytes32(dataset_id), int(owner_id), int(version), bytes(manifest), withdrawn
+        )
+
+    def manifest_of(self, dataset_id: bytes | str, version: int) -> bytes | None:
+        """The manifest hash anchored as ``version``, or None."""
+        manifest = bytes(self._call("manifestOf", as_bytes32(dataset_id), version))
+        return None if manifest == ZERO_HASH else manifest
+
+    def grant_of(self, dataset_id: bytes | str, node_id: bytes | str) -> Grant:
+        grant_hash, active = self._call("grantOf", as_bytes32(dataset_id), as_bytes32(node_id))
+        return Grant(as_bytes32(dataset_id), as_bytes32(node_id), bytes(grant_hash), active)
+
+    def is_anchored(self, manifest_hash: bytes | str) -> Anchor | None:
+        """Where ``manifest_hash`` was anchored, or None if it never was."""
+        dataset_id, version = self._call("isAnchored", as_bytes32(manifest_hash))
+        if version == 0:
+            return None
+        return Anchor(as_bytes32(manifest_hash), bytes(dataset_id), int(version))
+
+    # typed data to sign (the signer's current nonce read from the chain)
+
+    def anchor_manifest_typed(
+        self,
+        *,
+        signer: str,
+        dataset_id: bytes | str,
+        version: int,
+        manifest_hash: bytes | str,
+        previous: bytes | str = ZERO_HASH,
+    ) -> eip712.TypedData:
+        return eip712.anchor_manifest(
+            self.client.chain_id,
+            self.address,
+            dataset_id=dataset_id,
+            version=version,
+            manifest_hash=manifest_hash,
+            previous=previous,
+            nonce=self.nonce(signer),
+        )
+
+    def record_grant_typed(
+        self, *, signer: str, dataset_id: bytes | str, node_id: bytes | str, grant_hash: bytes | str
+    ) -> eip712.TypedData:
+        return eip712.record_grant(
+            self.client.chain_id,
+            self.address,
+            dataset_id=dataset_id,
+            node_id=node_id,
+            grant_hash=grant_hash,
+            nonce=self.nonce(signer),
+        )
+
+    def revoke_grant_typed(
+        self, *, signer: str, dataset_id: bytes | str, node_id: bytes | str
+    ) -> eip712.TypedData:
+        return eip712.revoke_grant(
+            self.client.chain_id,
+            self.address,
+            dataset_id=dataset_id,
+            node_id=node_id,
+            nonce=self.nonce(signer),
+        )
+
+    def withdraw_typed(self, *, signer: str, dataset_id: bytes | str) -> eip712.TypedData:
+        return eip712.withdraw_dataset(
+            self.client.chain_id, self.address, dataset_id=dataset_id, nonce=self.nonce(signer)
+        )
+
+    # actions
+
+    def anchor_manifest(
+        self,
+        *,
+        dataset_id: bytes | str,
+        version: int,
+        manifest_hash: bytes | str,
+        previous: bytes | str = ZERO_HASH,
+        sender_key: str | None = None,
+    ) -> TxReceipt:
+        args = (
+            as_bytes32(dataset_id),
+            int(version),
+            as_bytes32(manifest_hash),
+            as_bytes32(previous),
+        )
+        return self._send("anchorManifest", *args, sender_key=sender_key, gas=300_000)
+
+    def anchor_manifest_by_sig(
+        self,
+        *,
+        dataset_id: bytes | str,
+        version: int,
+        manifest_hash: bytes | str,
+        previous: bytes | str,
+        signer: str,
+        signature: bytes | str,
+        sender_key: str | None = None,
+    ) -> TxReceipt:
+        args = (
+            as_bytes32(dataset_id),
+            int(version),
+            as_bytes32(manifest_hash),
+            as_bytes32(previous),
+        )
+        return self._send(
+            "anchorManifestBySig",
+            *args,
+            to_checksum_address(signer),
+            as_signature(signature),
+            sender_key=sender_key,
+            gas=350_000,
+        )
+
+    def record_grant(
+        self,
+        *,
+        dataset_id: bytes | str,
+        node_id: bytes | str,
+        grant_hash: bytes | str,
+        sender_key: str | None = None,
+    ) -> TxReceipt:
+        args = (as_bytes32(dataset_id), as_bytes32(node_id), as_bytes32(grant_hash))
+        return self._send("recordGrant", *args, sender_key=sender_key, gas=200_000)
+
+    def record_grant_by_sig(
+        self,
+        *,
+        dataset_id: bytes | str,
+        node_id: bytes | str,
+        grant_hash: bytes | str,
+        signer: str,
+        signature: bytes | str,
+        sender_key: str | None = None,
+    ) -> TxReceipt:
+        args = (
+            as_bytes32(dataset_id),
+            as_bytes32(node_id),
+            as_bytes32(grant_hash),
+            to_checksum_address(signer),
+        )
+        return self._send(
+            "recordGrantBySig", *args, as_signature(signature), sender_key=sender_key, gas=250_000
+        )
+
+    def revoke_grant(
+        self, *, dataset_id: bytes | str, node_id: bytes | str, sender_key: str | None = None
+    ) -> TxReceipt:
+        args = (as_bytes32(dataset_id), as_bytes32(node_id))
+        return self._send("revokeGrant", *args, sender_key=sender_key, gas=100_000)
+
+    def revoke_grant_by_sig(
+        self,
+        *,
+        dataset_id: bytes | str,
+        node_id: bytes | str,
+        signer: str,
+        signature: bytes | str,
+        sender_key: str | None = None,
+    ) -> TxReceipt:
+        args = (
+            as_bytes32(dataset_id),
+            as_bytes32(node_id),
+            to_checksum_address(signer),
+            as_signature(signature),
+        )
+        return self._send("revokeGrantBySig", *args, sender_key=sender_key, gas=150_000)
+
+    def withdraw(self, *, dataset_id: bytes | str, sender_key: str | None = None) -> TxReceipt:
+        return self._send("withdraw", as_bytes32(dataset_id), sender_key=sender_key, gas=100_000)
+
+    def withdraw_by_sig(
+        self,
+        *,
+        dataset_id: bytes | str,
+        signer: str,
+        signature: bytes | str,
+        sender_key: str | None = None,
+    ) -> TxReceipt:
+        args = (as_bytes32(dataset_id), to_checksum_address(signer), as_signature(signature))
+        return self._send("withdrawBySig", *args, sender_key=sender_key, gas=150_000)
+
+    # events

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.37;
+
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
+
+/// @notice The views of the ConsortiumRegistry that the dataset registry reads membership from.
+/// @dev Enums travel as uint8 in the ABI, so these structs decode the registry's own.
+interface IConsortiumRegistry {
+    struct Member {
+        address governance;
+        uint8 role;
+        bytes32 dataKey;
+        bytes32 nameHash;
+        bool active;
+        uint64 joinedEpoch;
+    }
+
+    struct Node {
+        uint256 memberId;
+        address signer;
+        bytes32 dataKey;
+        bool active;
+    }
+
+    function memberIdOf(address governance) external view returns (uint256);
+    function member(uint256 memberId) external view returns (Member memory);
+    function delegateOf(address delegate) external view returns (uint256 memberId, uint8 scope);
+    function node(bytes32 nodeId) external view returns (Node memory);
+}
+
+/// @title MedChain dataset registry
+/// @notice Anchors the hashes of encrypted-dataset manifests, version by version, and the
+/// grants that wrap a dataset's key to a training node. Membership, delegates and nodes are
+/// read from the ConsortiumRegistry. Every action can be sent directly or relayed with the
+/// actor's EIP-712 signature.
+contract DatasetRegistry is EIP712, Nonces {
+    struct Dataset {
+        uint256 ownerId;
+        uint32 latestVersion;
+        bool withdrawn;
+        bytes32 latestManifest;
+    }
+
+    struct Anchor {
+        bytes32 datasetId;
+        uint32 version;
+    }
+
+    struct Grant {
+        bytes32 grantHash;
+        bool active;
+    }
+
+    /// @dev ConsortiumRegistry's Scope.Data.
+    uint8 private constant _SCOPE_DATA = 1;
+
+    bytes32 private constant _ANCHOR_MANIFEST_TYPEHASH = keccak256(
+        "AnchorManifest(bytes32 datasetId,uint32 version,bytes32 manifestHash,bytes32 previous,uint256 nonce)"
+    );
+    bytes32 private constant _RECORD_GRANT_TYPEHASH =
+        keccak256("RecordGrant(bytes32 datasetId,bytes32 nodeId,bytes32 grantHash,uint256 nonce)");
+    bytes32 private constant _REVOKE_GRANT_TYPEHASH =
+        keccak256("RevokeGrant(bytes32 datasetId,bytes32 nodeId,uint256 nonce)");
+    bytes32 private constant _WITHDRAW_DATASET_TYPEHASH =
+        keccak256("WithdrawDataset(bytes32 datasetId,uint256 nonce)");
+
+    IConsortiumRegistry private immutable _registry;
+
+    mapping(bytes32 datasetId => Dataset) private _datasets;
+    mapping(bytes32 datasetId => mapping(uint32 version => bytes32 manifestHash)) private _manifests;
+    mapping(bytes32 manifestHash => Anchor) private _anchors;
+    mapping(bytes32 datasetId => mapping(bytes32 nodeId => Grant)) private _grants;
+
+    event DatasetAnchored(
+        bytes32 indexed datasetId, uint256 indexed ownerId, uint32 version, bytes32 manifestHash, bytes32 previous
+    );
+    event GrantRecorded(
+        bytes32 indexed datasetId, bytes32 indexed nodeId, uint256 nodeMemberId, bytes32 grantHash, bool crossMember
+    );
+    event GrantRevoked(bytes32 indexed datasetId, bytes32 indexed nodeId);
+    event DatasetWithdrawn(bytes32 indexed datasetId, uint256 indexed ownerId);
+
+    error InvalidAddress(address account);
+    error InvalidDataset(bytes32 datasetId);
+    error InvalidHash(bytes32 hash);
+    error InvalidSignature(address expected, address recovered);
+    error NotAuthorised(address signer);
+    error MemberInactive(uint256 memberId);
+    error NotOwner(bytes32 datasetId, uint256 memberId);
+    error UnknownDataset(bytes32 datasetId);
+    error DatasetIsWithdrawn(bytes32 datasetId);
+    error VersionMismatch(bytes32 datasetId, uint32 expected, uint32 given);
+    error PreviousMismatch(bytes32 datasetId, bytes32 expected, bytes32 given);
+    error ManifestAlreadyAnchored(bytes32 manifestHash);
+    error UnknownNode(bytes32 nodeId);
+    error UnknownGrant(bytes32 datasetId, bytes32 nodeId);
+
+    /// @param registry_ The deployed ConsortiumRegistry whose members own datasets.
+    constructor(IConsortiumRegistry registry_) EIP712("MedChain Datasets", "1") {
+        if (address(registry_) == address(0)) revert InvalidAddress(address(registry_));
+        _registry = registry_;
+    }
+
+    /// @notice The ConsortiumRegistry membership is read from.
+    function registry() external view returns (IConsortiumRegistry) {
+        return _registry;
+    }
+
+    /// @notice A dataset's owner (a member id), latest version and manifest, and whether it was withdrawn.
+    /// @dev An unknown dataset reads as all zeros.
+    function dataset(bytes32 datasetId)
+        external
+        view
+        returns (uint256 ownerId, uint32 latestVersion, bytes32 latestManifest, bool withdrawn)
+    {
+        Dataset storage d = _datasets[datasetId];
+        return (d.ownerId, d.latestVersion, d.latestManifest, d.withdrawn);
+    }
+
+    /// @notice The manifest hash anchored as `version` of a dataset, or 0.
+    function manifestOf(bytes32 datasetId, uint32 version) external view returns (bytes32) {
+        return _manifests[datasetId][version];
+    }
+
+    /// @notice The grant recorded for a node on a dataset, and whether it is still in force.
+    function grantOf(bytes32 datasetId, bytes32 nodeId) external view returns (bytes32 grantHash, bool active) {
+        Grant storage g = _grants[datasetId][nodeId];
+        return (g.grantHash, g.active);
+    }
+
+    /// @notice The dataset and version a manifest hash was anchored as; version 0 if never.
+    function isAnchored(bytes32 manifestHash) external view returns (bytes32 datasetId, uint32 version) {
+        Anchor storage a = _anchors[manifestHash];
+        return (a.datasetId, a.version);
+    }
+
+    /// @notice Anchor the next version of a dataset, sent by the owner's governance address or
+    /// one of its `Data` delegates; version 1 makes the sender's member the owner.
+    /// @param previous The manifest hash of the version before (0 for version 1).
+    function anchorManifest(bytes32 datasetId, uint32 version, bytes32 manifestHash, bytes32 previous) external {
+        _anchorManifest(msg.sender, datasetId, version, manifestHash, previous);
+    }
+
+    /// @notice Relayed form of {anchorManifest}, signed by the governance key or a `Data` delegate.
+    function anchorManifestBySig(
+        bytes32 datasetId,
+        uint32 version,
+        bytes32 manifestHash,
+        bytes32 previous,
+        address signer,
+        bytes calldata signature
+    ) external {
+        bytes32 structHash = keccak256(
+            abi.encode(_ANCHOR_MANIFEST_TYPEHASH, datasetId, version, manifestHash, previous, _useNonce(signer))
+        );
+        _checkSignature(signer, structHash, signature);
+        _anchorManifest(signer, datasetId, version, manifestHash, previous);
+    }
+
+    /// @notice Record (or replace) the grant of a dataset's key to an active training node,
+    /// sent by the owner's governance address. A node of another member is a cross-member
+    /// ("server mode") grant and is flagged as such.
+    function recordGrant(bytes32 datasetId, bytes32 nodeId, bytes32 grantHash) external {
+        _recordGrant(msg.sender, datasetId, nodeId, grantHash);
+    }
+
+    /// @notice Relayed form of {recordGrant}, signed by the owner's governance key.
+    function recordGrantBySig(
+        bytes32 datasetId,
+        bytes32 nodeId,
+        bytes32 grantHash,
+        address signer,
+        bytes calldata signature
+    ) external {
+        bytes32 structHash =
+            keccak256(abi.encode(_RECORD_GRANT_TYPEHASH, datasetId, nodeId, grantHash, _useNonce(signer)));
+        _checkSignature(signer, structHash, signature);
+        _recordGrant(signer, datasetId, nodeId, grantHash);
+    }
+
+    /// @notice Revoke a node's grant on a dataset, sent by the owner's governance address.
+    function revokeGrant(bytes32 datasetId, bytes32 nodeId) external {
+        _revokeGrant(msg.sender, datasetId, nodeId);
+    }
+
+    /// @notice Relayed form of {revokeGrant}, signed by the owner's governance key.
+    function revokeGrantBySig(bytes32 datasetId, bytes32 nodeId, address signer, bytes calldata signature)
+        external
+    {
+        bytes32 structHash = keccak256(abi.encode(_REVOKE_GRANT_TYPEHASH, datasetId, nodeId, _useNonce(signer)));
+        _checkSignature(signer, structHash, signature);
+        _revokeGrant(signer, datasetId, nodeId);
+    }
+
+    /// @notice Withdraw a dataset for good: no new versions or grants, sent by the owner's governance address.
+    function withdraw(bytes32 datasetId) external {
+        _withdraw(msg.sender, datasetId);
+    }
+
+    /// @notice Relayed form of {withdraw}, signed by the owner's governance key.
+    function withdrawBySig(bytes32 datasetId, address signer, bytes calldata signature) external {
+        bytes32 structHash = keccak256(abi.encode(_WITHDRAW_DATASET_TYPEHASH, datasetId, _useNonce(signer)));
+        _checkSignature(signer, structHash, signature);
+        _withdraw(signer, datasetId);
+    }
+
+    function _checkSignature(address expected, bytes32 structHash, bytes calldata signature) private view {
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(_hashTypedDataV4(structHash), signature);
+        if (err != ECDSA.RecoverError.NoError || recovered != expected) {
+            revert InvalidSignature(expected, recovered);
+        }
+    }
+
+    /// @dev The registry forgets a removed member's governance address, so a hit is an active member.
+    function _governedMember(address account) private view returns (uint256 memberId) {
+        memberId = _registry.memberIdOf(account);
+        if (memberId == 0) revert NotAuthorised(account);
+    }
+
+    /// @dev A delegate outlives its member's removal in the registry, so check the member is active.
+    function _dataMember(address account) private view returns (uint256 memberId) {
+        memberId = _registry.memberIdOf(account);
+        if (memberId != 0) return memberId;
+        uint8 scope;
+        (memberId, scope) = _registry.delegateOf(account);
+        if (memberId == 0 || scope != _SCOPE_DATA) revert NotAuthorised(account);
+        if (!_registry.member(memberId).active) revert MemberInactive(memberId);
+    }
+
+    function _ownedDataset(uint256 memberId, bytes32 datasetId) private view returns (Dataset storage d) {
+        d = _datasets[datasetId];
+        if (d.latestVersion == 0) revert UnknownDataset(datasetId);
+        if (d.ownerId != memberId) revert NotOwner(datasetId, memberId);
+    }
+
+    function _anchorManifest(
+        address signer,
+        bytes32 datasetId,
+        uint32 version,
+        bytes32 manifestHash,
+        bytes32 previous
+    ) private {
+        if (datasetId == bytes32(0)) revert InvalidDataset(datasetId);
+        if (manifestHash == bytes32(0)) revert InvalidHash(manifestHash);
+        uint256 memberId = _dataMember(signer);
+        Dataset storage d = _datasets[datasetId];
+        if (d.withdrawn) revert DatasetIsWithdrawn(datasetId);
+        if (d.latestVersion != 0 && d.ownerId != memberId) revert NotOwner(datasetId, memberId);
+        uint32 expected = d.latestVersion + 1;
+        if (version != expected) revert VersionMismatch(datasetId, expected, version);
+        if (previous != d.latestManifest) revert PreviousMismatch(datasetId, d.latestManifest, previous);
+        if (_anchors[manifestHash].version != 0) revert ManifestAlreadyAnchored(manifestHash);
+        if (version == 1) d.ownerId = memberId;
+        d.latestVersion = version;
+        d.latestManifest = manifestHash;
+        _manifests[datasetId][version] = manifestHash;
+        _anchors[manifestHash] = Anchor(datasetId, version);
+        emit DatasetAnchored(datasetId, memberId, version, manifestHash, previous);
+    }
+
+    function _recordGrant(address signer, bytes32 datasetId, bytes32 nodeId, bytes32 grantHash) private {
+        if (grantHash == bytes32(0)) revert InvalidHash(grantHash);
+        uint256 ownerId = _governedMember(signer);
+        Dataset storage d = _ownedDataset(ownerId, datasetId);
+        if (d.withdrawn) revert DatasetIsWithdrawn(datasetId);
+        IConsortiumRegistry.Node memory n = _registry.node(nodeId);
+        // A removed member's nodes stay flagged active in the registry; they get no grants.
+        if (n.memberId == 0 || !n.active || !_registry.member(n.memberId).active) revert UnknownNode(nodeId);
+        _grants[datasetId][nodeId] = Grant(grantHash, true);
+        emit GrantRecorded(datasetId, nodeId, n.memberId, grantHash, n.memberId != ownerId);
+    }
+
+    /// @dev Allowed after withdrawal and for nodes the registry no longer lists: revoking only narrows access.
+    function _revokeGrant(address signer, bytes32 datasetId, bytes32 nodeId) private {
+        _ownedDataset(_governedMember(signer), datasetId);
+        Grant storage g = _grants[datasetId][nodeId];
+        if (!g.active) revert UnknownGrant(datasetId, nodeId);
+        g.active = false;
+        emit GrantRevoked(datasetId, nodeId);
+    }
+
+    function _withdraw(address signer, bytes32 datasetId) private {
+        uint256 ownerId = _governedMember(signer);
+        Dataset storage d = _ownedDataset(ownerId, datasetId);
+        if (d.withdrawn) revert DatasetIsWithdrawn(datasetId);
+        d.withdrawn = true;
+        emit DatasetWithdrawn(datasetId, ownerId);
+    }
+}
