@@ -49,7 +49,9 @@ def main() -> int:
             "unit": "events/s",
         }
 
-    report = {
+    # var/bench.json holds exactly {name: {value, baseline, ratio, unit}}; the raw runs
+    # and the machine they ran on go beside it.
+    details = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "python": platform.python_version(),
@@ -57,13 +59,12 @@ def main() -> int:
             "platform": platform.platform(),
         },
         "results": results,
-        # Issue 3's shape, one entry per figure: {name: {value, baseline, ratio, unit}}.
-        **figures,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    if results:
-        _print_table(results, args.out)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    args.out.with_name(args.out.stem + "-details.json").write_text(
+        json.dumps(details, indent=2) + "\n"
+    )
     _print_figures(figures, args.out)
     return 0
 
@@ -96,24 +97,6 @@ def _chain_sync(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         anvil.stop()
     return result
-
-
-def _print_table(results: list[dict[str, object]], out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"MedChain benchmarks (written to {out})")
-    for column in ("benchmark", "events", "baseline ev/s", "mirror ev/s", "mirror / baseline"):
-        table.add_column(column, justify="right" if column != "benchmark" else "left")
-    for r in results:
-        table.add_row(
-            str(r["name"]),
-            str(r["events"]),
-            f"{r['baseline_events_per_s']:,}",
-            f"{r['mirror_events_per_s']:,}",
-            f"{r['mirror_vs_baseline']:.3f}",
-        )
-    Console().print(table)
 
 
 def _print_figures(figures: dict[str, dict[str, Any]], out: Path) -> None:
