@@ -28,3 +28,6 @@ def _schedule(sender: Celery, **_: object) -> None:
         sender.signature("nodes.request_check_ins"),
         name="ask nodes to check in",
     )
+    sender.add_periodic_task(
+        3600.0, sender.signature("datasets.cleanup_uploads"), name="delete abandoned uploads"
+    )

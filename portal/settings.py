@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "portal.core",
     "portal.consortium",
     "portal.nodes",
+    "portal.datasets",
 ]
 if not env.str("REDIS_URL", default=""):
     INSTALLED_APPS.append("channels_lite")
@@ -197,6 +198,12 @@ if PRODUCTION and DEMO_KEYSTORES:
         "MEDCHAIN_DEMO_KEYSTORES is refused in production: members sign in their own wallets"
     )
 DEMO_KEYSTORE_DIR = VAR_DIR / "demo-keystores"
+
+# Encrypted dataset uploads: ciphertext chunk and dataset size limits, and how long an
+# unfinished upload is kept before its chunks are deleted.
+DATASET_MAX_CHUNK_BYTES = env.int("DATASET_MAX_CHUNK_BYTES", default=4 * 1024 * 1024)
+DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=64 * 1024**3)
+DATASET_UPLOAD_EXPIRY_HOURS = env.int("DATASET_UPLOAD_EXPIRY_HOURS", default=24)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

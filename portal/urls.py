@@ -10,6 +10,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("health/", HealthApi.as_view(), name="api-health"),
     path("", include("portal.consortium.api_urls")),
     path("", include("portal.nodes.api_urls")),
+    path("", include("portal.datasets.api_urls")),
 ]
 
 urlpatterns = [

@@ -4,6 +4,7 @@ and the registry wrapper at its recorded deployment address."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from django.conf import settings
 
@@ -57,3 +58,12 @@ def registry() -> ConsortiumRegistry:
 
 def datasets() -> DatasetRegistry:
     return DatasetRegistry(client(), deployment(DATASETS).address)
+
+
+def followed_contracts() -> list[tuple[ContractDeployment, list[dict[str, Any]]]]:
+    """Every deployed contract whose events the portal mirrors, with its ABI."""
+    out = [(deployment(), registry().abi)]
+    found = ContractDeployment.objects.filter(name=DATASETS, chain_id=client().chain_id).first()
+    if found is not None:
+        out.append((found, datasets().abi))
+    return out

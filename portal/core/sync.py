@@ -109,9 +109,8 @@ def chain_sync_run() -> SyncResult:
     """Process every new event up to the chain head; safe to run concurrently."""
     state, _ = ChainSyncState.objects.get_or_create(name="registry")
     try:
-        deployment = portal_chain.deployment()
+        followed = portal_chain.followed_contracts()
         client = portal_chain.client()
-        abi = portal_chain.registry().abi
         total = 0
         rewound = False
         head: int | None = None
@@ -126,9 +125,9 @@ def chain_sync_run() -> SyncResult:
                 locked = ChainSyncState.objects.select_for_update().get(pk=state.pk)
                 cursor = EventCursor(
                     client,
-                    [(deployment.address, abi)],
+                    [(d.address, abi) for d, abi in followed],
                     _DatabaseStore(locked),
-                    start_block=deployment.block_number,
+                    start_block=min(d.block_number for d, _ in followed),
                 )
                 result = cursor.poll(dispatch)
                 locked.head_block = result.head

@@ -1,0 +1,263 @@
+"""The training node's side: fetch a granted dataset version, verify it, decrypt it.
+
+Runs in the node's process, which has no database: everything comes through
+the REST API with the node's token, and the anchor is re-checked on chain
+when the node is given a chain client. Any mismatch refuses the dataset; the
+refusal and its reason are reported to the portal, which logs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.hazmat.primitives import serialization
+from eth_utils import to_checksum_address
+
+from chain import eip712
+from chain.client import ChainClient
+from chain.datasets import DatasetRegistry
+from portal.datasets.manifest import grant_hash, manifest_hash
+from portal.nodes.client import NodeClient, PortalError, PortalUnreachable
+from portal.nodes.keystore import NodeKeystore
+from training.crypto import DecryptionError, WrappedKey, unwrap_key
+from training.dataset import PackageError, chunk_file_name, open_package
+
+
+class DatasetRefused(Exception):
+    """The node will not use this dataset version; the message says why."""
+
+
+class DatasetClient(NodeClient):
+    """The node's REST client, with the dataset routes."""
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> requests.Response:
+        url = f"{self.base_url}/api/v1/{path.lstrip('/')}"
+        try:
+            response = self.session.get(url, params=params, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise PortalUnreachable(f"cannot reach the portal at {self.base_url}: {exc}") from exc
+        if not response.ok:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            message = body.get("error") or f"HTTP {response.status_code} from {url}"
+            raise PortalError(str(message), status=response.status_code, code=body.get("code", ""))
+        return response
+
+    def dataset_manifest(self, dataset_id: str, version: int | None = None) -> dict[str, Any]:
+        params = {"version": version} if version else None
+        body = self._get(f"datasets/{dataset_id}/node/manifest/", params).json()
+        if not isinstance(body, dict):
+            raise PortalError("the portal's manifest answer is not a JSON object")
+        return body
+
+    def dataset_chunk(self, dataset_id: str, version: int, index: int) -> bytes:
+        return self._get(
+            f"datasets/{dataset_id}/node/chunks/{index}/", {"version": version}
+        ).content
+
+    def dataset_report(self, dataset_id: str, *, version: int, ok: bool, reason: str) -> None:
+        self._post(
+            f"datasets/{dataset_id}/node/reports/",
+            {"version": version, "outcome": "ok" if ok else "refused", "reason": reason},
+        )
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    dataset_id: str
+    version: int
+    folder: Path
+    instances: int
+    anchor_checked_on_chain: bool
+
+
+def _refuse_unless(condition: bool, reason: str) -> None:
+    if not condition:
+        raise DatasetRefused(reason)
+
+
+def _check_signatures(info: dict[str, Any]) -> None:
+    anchor = info["anchor"]
+    grant = info["grant"]
+    typed = eip712.anchor_manifest(
+        int(anchor["chain_id"]),
+        anchor["contract"],
+        dataset_id=info["chain_dataset_id"],
+        version=int(info["version"]),
+        manifest_hash=info["manifest_sha256"],
+        previous=info["previous"],
+        nonce=int(info["signature_nonce"]),
+    )
+    signer = eip712.recover_typed(typed, bytes.fromhex(info["signature"].removeprefix("0x")))
+    _refuse_unless(
+        signer == to_checksum_address(info["signer_address"]),
+        f"the manifest signature is by {signer}, not by {info['signer_address']}",
+    )
+    grant_typed = eip712.record_grant(
+        int(anchor["chain_id"]),
+        anchor["contract"],
+        dataset_id=info["chain_dataset_id"],
+        node_id=grant["node_id"],
+        grant_hash=grant["grant_hash"],
+        nonce=int(grant["signature_nonce"]),
+    )
+    granter = eip712.recover_typed(grant_typed, bytes.fromhex(grant["signature"][2:]))
+    owner = to_checksum_address(info["owner"]["governance_address"])
+    _refuse_unless(granter == owner, f"the grant is signed by {granter}, not by the owner {owner}")
+
+
+def _check_chain(info: dict[str, Any], chain: ChainClient) -> None:
+    anchor = info["anchor"]
+    _refuse_unless(
+        chain.chain_id == int(anchor["chain_id"]),
+        f"the portal names chain {anchor['chain_id']}; this node follows chain {chain.chain_id}",
+    )
+    registry = DatasetRegistry(chain, anchor["contract"])
+    anchored = registry.is_anchored(info["manifest_sha256"])
+    _refuse_unless(
+        anchored is not None
+        and "0x" + anchored.dataset_id.hex() == info["chain_dataset_id"]
+        and anchored.version == int(info["version"]),
+        "the manifest hash is not anchored on chain as this dataset version",
+    )
+    dataset = registry.dataset(info["chain_dataset_id"])
+    _refuse_unless(not dataset.withdrawn, "the dataset is withdrawn on chain")
+    on_chain = registry.grant_of(info["chain_dataset_id"], info["grant"]["node_id"])
+    _refuse_unless(
+        on_chain.active and "0x" + on_chain.grant_hash.hex() == info["grant"]["grant_hash"],
+        "the chain holds no active grant with this hash for this node",
+    )
+
+
+def _download(
+    client: DatasetClient,
+    info: dict[str, Any],
+    folder: Path,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    chunks = info["manifest"]["chunks"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for done, entry in enumerate(chunks, start=1):
+        index = int(entry["index"])
+        path = folder / chunk_file_name(index)
+        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]:
+            continue  # kept from an interrupted fetch
+        data = client.dataset_chunk(info["dataset_id"], int(info["version"]), index)
+        actual = hashlib.sha256(data).hexdigest()
+        _refuse_unless(
+            actual == entry["sha256"],
+            f"chunk {index} has SHA-256 {actual}; the signed manifest says {entry['sha256']}",
+        )
+        path.write_bytes(data)
+        if progress is not None:
+            progress(done, len(chunks))
+
+
+def _raw_private(keystore: NodeKeystore) -> bytes:
+    return keystore.data_private_key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+def fetch_and_verify(
+    *,
+    client: DatasetClient,
+    keystore: NodeKeystore,
+    cache_dir: Path,
+    dataset_id: str,
+    version: int | None = None,
+    chain: ChainClient | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> FetchResult:
+    """Verify and decrypt a granted version into ``cache_dir/<dataset>/v<n>/``; report it.
+
+    Raises DatasetRefused (after reporting it) when anything fails to verify.
+    """
+    info = client.dataset_manifest(dataset_id, version)
+    number = int(info["version"])
+    try:
+        result = _fetch(client, keystore, cache_dir, info, chain, progress)
+    except (DatasetRefused, PackageError, DecryptionError, ValueError, KeyError) as exc:
+        reason = str(exc) if isinstance(exc, DatasetRefused | PackageError) else repr(exc)
+        client.dataset_report(dataset_id, version=number, ok=False, reason=reason)
+        raise DatasetRefused(reason) from exc
+    client.dataset_report(
+        dataset_id,
+        version=number,
+        ok=True,
+        reason=f"{result.instances} instances verified and decrypted"
+        + ("" if result.anchor_checked_on_chain else "; anchor checked through the portal only"),
+    )
+    return result
+
+
+def _fetch(
+    client: DatasetClient,
+    keystore: NodeKeystore,
+    cache_dir: Path,
+    info: dict[str, Any],
+    chain: ChainClient | None,
+    progress: Callable[[int, int], None] | None,
+) -> FetchResult:
+    dataset_id = str(info["dataset_id"])
+    node_id = keystore.identity.node_id
+    manifest = info["manifest"]
+    _refuse_unless(
+        manifest_hash(manifest) == info["manifest_sha256"],
+        "the manifest does not hash to the anchored manifest hash",
+    )
+    _refuse_unless(info["grant"]["node_id"] == node_id, "the grant is for another node")
+    _refuse_unless(bool(info["anchor"].get("tx_hash")), "the portal shows no anchor transaction")
+    _check_signatures(info)
+    wrapped = bytes.fromhex(info["grant"]["wrapped_key"].removeprefix("0x"))
+    _refuse_unless(
+        grant_hash(manifest_sha256=info["manifest_sha256"], node_id=node_id, wrapped_key=wrapped)
+        == info["grant"]["grant_hash"],
+        "the wrapped key does not match the grant hash",
+    )
+    if chain is not None:
+        _check_chain(info, chain)
+    try:
+        data_key = unwrap_key(
+            WrappedKey.from_bytes(wrapped),
+            _raw_private(keystore),
+            dataset_id=dataset_id,
+            node_id=node_id,
+        )
+    except DecryptionError as exc:
+        raise DatasetRefused(f"the grant does not open with this node's key: {exc}") from exc
+    number = int(info["version"])
+    base = Path(cache_dir) / dataset_id
+    ciphertext = base / f"v{number}.ciphertext"
+    staging = base / f"v{number}.partial"
+    final = base / f"v{number}"
+    _download(client, info, ciphertext, progress)
+    shutil.rmtree(staging, ignore_errors=True)
+    instances = 0
+    try:
+        for name, data in open_package(
+            ciphertext, data_key=data_key, dataset_id=dataset_id, manifest=manifest
+        ):
+            target = staging / name
+            _refuse_unless(
+                target.resolve().is_relative_to(staging.resolve()),
+                f"the container entry {name!r} points outside the dataset folder",
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            instances += name.startswith("instances/")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    staging.replace(final)
+    shutil.rmtree(ciphertext, ignore_errors=True)
+    return FetchResult(dataset_id, number, final, instances, chain is not None)

@@ -1,0 +1,341 @@
+"""The data steward's CLI at the hospital: de-identify, encrypt, sign, upload.
+
+Runs on the hospital's side and talks to the portal only through its REST
+API. The work folder keeps the encrypted package, the wrapped keys and the
+upload id (never the data key), so running the command again resumes an
+interrupted upload where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from eth_account import Account
+from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
+
+from chain import eip712
+from chain.keystore import read_keystore
+from training.annotations import AnnotationError
+from training.crypto import wrap_key
+from training.dataset import PackageError, chunk_file_name, package_dataset
+
+STATE = "upload-state.json"
+_PATHS = (
+    "source",
+    "annotations",
+    "token_file",
+    "keystore",
+    "password_file",
+    "grant_keystore",
+    "grant_password_file",
+    "uid_secret_file",
+    "work_dir",
+)
+
+
+class Portal:
+    """The few API calls the uploader makes; every error becomes one CommandError line."""
+
+    def __init__(self, base_url: str, token: str, session: requests.Session | None = None) -> None:
+        self.base = base_url.rstrip("/") + "/api/v1/"
+        self.session = session or requests.Session()
+        self.session.headers["Authorization"] = f"Token {token}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.session.request(method, self.base + path, timeout=120, **kwargs)
+        except requests.RequestException as exc:
+            raise CommandError(f"cannot reach the portal at {self.base}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not response.ok:
+            message = body.get("error") if isinstance(body, dict) else None
+            raise CommandError(message or f"HTTP {response.status_code} from {path}")
+        return body
+
+
+class Command(BaseCommand):
+    help = (
+        "De-identify and encrypt a folder of DICOM files with its annotation JSON, sign the "
+        "manifest and upload it to the portal (re-run to resume an interrupted upload)."
+    )
+    session_factory = requests.Session
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("source", type=Path, help="folder of DICOM files")
+        parser.add_argument("--annotations", type=Path, help="default: SOURCE/annotations.json")
+        parser.add_argument("--portal", required=True, help="the portal's URL")
+        parser.add_argument("--token", default="", help="API token (or --token-file)")
+        parser.add_argument("--token-file", type=Path)
+        parser.add_argument(
+            "--keystore", type=Path, required=True, help="governance or Data-delegate keystore"
+        )
+        parser.add_argument("--password-file", type=Path, required=True)
+        parser.add_argument(
+            "--grant-keystore",
+            type=Path,
+            help="the governance keystore that signs the grants, if --keystore is a delegate",
+        )
+        parser.add_argument("--grant-password-file", type=Path)
+        parser.add_argument(
+            "--node",
+            action="append",
+            default=[],
+            metavar="NODE_ID=DATA_PUBLIC_KEY",
+            help="grant this node (repeat); default: the member's own active nodes",
+        )
+        parser.add_argument("--title", default="")
+        parser.add_argument("--dataset-id", help="an own dataset's id, for a new version")
+        parser.add_argument("--uid-secret-file", type=Path, help="HMAC secret for UID remapping")
+        parser.add_argument("--work-dir", type=Path, help="default: var/uploads/<source hash>")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        for name in _PATHS:  # call_command() passes strings through unconverted
+            if options.get(name) is not None:
+                options[name] = Path(options[name])
+        source: Path = options["source"]
+        if not source.is_dir():
+            raise CommandError(f"{source} is not a folder")
+        annotations = options["annotations"] or source / "annotations.json"
+        if not annotations.is_file():
+            raise CommandError(f"no annotation file at {annotations} (give --annotations)")
+        token = options["token"] or _read(options["token_file"], "token file")
+        if not token:
+            raise CommandError("give the API token with --token or --token-file")
+        key = _key(options["keystore"], options["password_file"])
+        grant_key = (
+            _key(options["grant_keystore"], options["grant_password_file"])
+            if options["grant_keystore"]
+            else key
+        )
+        portal = Portal(options["portal"], token, self.session_factory())
+        work = options["work_dir"] or _default_work_dir(source)
+        work.mkdir(parents=True, exist_ok=True)
+        state = _load_state(work)
+        if "manifest" not in state:
+            state = self._package(source, annotations, work, key, portal, options)
+        result = self._upload(portal, work, state, key, grant_key)
+        dataset = result["dataset"]
+        self.stdout.write(
+            f"dataset {dataset['id']} version {dataset['version']['number']} anchored: "
+            f"manifest {dataset['version']['manifest_sha256']}, "
+            f"tx {dataset['version']['anchored_tx']}"
+        )
+        if result["upload"]["error"]:
+            self.stderr.write(f"warning: {result['upload']['error']}")
+
+    def _package(
+        self,
+        source: Path,
+        annotations: Path,
+        work: Path,
+        key: str,
+        portal: Portal,
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
+        dataset_id = options["dataset_id"] or str(uuid.uuid4())
+        try:
+            dataset_id = str(uuid.UUID(dataset_id))
+        except ValueError:
+            raise CommandError(f"--dataset-id {dataset_id!r} is not a UUID") from None
+        nodes = _nodes(options["node"], portal)
+        secret_file = options["uid_secret_file"]
+        uid_secret = (
+            secret_file.read_bytes()
+            if secret_file
+            else hashlib.sha256(b"medchain-uid-secret" + bytes.fromhex(key[2:])).digest()
+        )
+        package_dir = work / "package"
+        if package_dir.exists():
+            for stale in package_dir.iterdir():
+                stale.unlink()
+            package_dir.rmdir()
+        with _progress() as progress:
+            task = progress.add_task("de-identify + encrypt", total=None)
+            try:
+                result = package_dataset(
+                    source,
+                    annotations,
+                    package_dir,
+                    dataset_id=dataset_id,
+                    uid_secret=uid_secret,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total),
+                )
+            except (PackageError, AnnotationError) as exc:
+                raise CommandError(str(exc).replace("\n", " ")) from None
+        grants = [
+            {
+                "node_id": node_id,
+                "wrapped_key": "0x"
+                + wrap_key(
+                    result.data_key,
+                    bytes.fromhex(public[2:]),
+                    dataset_id=dataset_id,
+                    node_id=node_id,
+                )
+                .to_bytes()
+                .hex(),
+            }
+            for node_id, public in nodes
+        ]
+        state = {
+            "dataset_id": dataset_id,
+            "title": options["title"] or source.name,
+            "manifest": result.manifest,
+            "manifest_sha256": "0x" + result.manifest_sha256,
+            "grants": grants,
+        }
+        _save_state(work, state)
+        return state
+
+    def _upload(
+        self, portal: Portal, work: Path, state: dict[str, Any], key: str, grant_key: str
+    ) -> dict[str, Any]:
+        upload = None
+        if state.get("upload_id"):
+            upload = portal.call("GET", f"datasets/uploads/{state['upload_id']}/")
+            if upload["state"] == "committed":
+                raise CommandError(f"upload {upload['id']} is already committed")
+            if upload["state"] != "open":
+                upload = None  # failed or expired: sign and open a new one
+        if upload is None:
+            upload = self._open(portal, state, key, grant_key)
+            state["upload_id"] = upload["id"]
+            _save_state(work, state)
+        sizes = {c["index"]: c["size"] for c in upload["chunks"]}
+        with _progress() as progress:
+            task = progress.add_task(
+                "upload",
+                total=sum(sizes.values()),
+                completed=sum(sizes[i] for i in upload["received"]),
+            )
+            for index in upload["missing"]:
+                data = (work / "package" / chunk_file_name(index)).read_bytes()
+                portal.call(
+                    "PUT",
+                    f"datasets/uploads/{upload['id']}/chunks/{index}/",
+                    data=data,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+                progress.update(task, advance=len(data))
+        return dict(portal.call("POST", f"datasets/uploads/{upload['id']}/commit/"))
+
+    def _open(
+        self, portal: Portal, state: dict[str, Any], key: str, grant_key: str
+    ) -> dict[str, Any]:
+        signer = Account.from_key(key).address
+        typed = portal.call(
+            "POST",
+            "datasets/uploads/typed-data/",
+            json={
+                "dataset_id": state["dataset_id"],
+                "manifest_sha256": state["manifest_sha256"],
+                "signer": signer,
+                "grants": state["grants"],
+            },
+        )
+        grants = [
+            {**g, "signature": _sign(grant_key, t)}
+            for g, t in zip(state["grants"], typed["grants"], strict=True)
+        ]
+        return dict(
+            portal.call(
+                "POST",
+                "datasets/uploads/",
+                json={
+                    "dataset_id": state["dataset_id"],
+                    "title": state["title"],
+                    "manifest": state["manifest"],
+                    "signer": signer,
+                    "signature": _sign(key, typed["manifest"]),
+                    "grants": grants,
+                },
+            )
+        )
+
+
+def _sign(key: str, typed: dict[str, Any]) -> str:
+    return "0x" + eip712.sign_typed(key, typed).hex()
+
+
+def _read(path: Path | None, what: str) -> str:
+    if path is None:
+        return ""
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise CommandError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+
+def _key(keystore: Path, password_file: Path | None) -> str:
+    password = _read(password_file, "password file")
+    try:
+        return read_keystore(keystore, password)
+    except FileNotFoundError:
+        raise CommandError(f"no keystore at {keystore}") from None
+    except (ValueError, KeyError) as exc:
+        raise CommandError(f"cannot unlock {keystore}: {exc}") from None
+
+
+def _nodes(given: list[str], portal: Portal) -> list[tuple[str, str]]:
+    if given:
+        pairs = []
+        for item in given:
+            node_id, _, public = item.partition("=")
+            if len(node_id) != 66 or len(public) != 66:
+                raise CommandError(
+                    f"--node {item!r}: give NODE_ID=DATA_PUBLIC_KEY, both 0x + 64 hex"
+                )
+            pairs.append((node_id.lower(), public.lower()))
+        return pairs
+    nodes = [n for n in portal.call("GET", "nodes/") if n.get("active")]
+    if not nodes:
+        raise CommandError(
+            "your member has no active training node to grant the data key to: register one "
+            "first, or name nodes with --node"
+        )
+    return [(n["node_id"], n["data_public_key"]) for n in nodes]
+
+
+def _default_work_dir(source: Path) -> Path:
+    digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+    return Path(settings.VAR_DIR) / "uploads" / digest
+
+
+def _load_state(work: Path) -> dict[str, Any]:
+    path = work / STATE
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+    except ValueError:
+        raise CommandError(
+            f"{path} is damaged: delete the work folder {work} to start over"
+        ) from None
+    if not (work / "package").is_dir():
+        return {}
+    return dict(state)
+
+
+def _save_state(work: Path, state: dict[str, Any]) -> None:
+    tmp = work / (STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(work / STATE)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TransferSpeedColumn(),
+    )

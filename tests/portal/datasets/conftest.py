@@ -1,0 +1,117 @@
+"""The DatasetRegistry on top of the consortium, phantom packages and nodes."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from datasets_api_helpers import NODE_PASSWORD
+from rest_framework.test import APIClient
+
+from portal.nodes.keystore import NodeKeystore
+from training.dataset import PackageResult, package_dataset
+from training.phantoms import write_ct_dataset
+
+
+@pytest.fixture
+def datasets_chain(consortium, chain_client, settings, tmp_path: Path):
+    """The DatasetRegistry deployed against the consortium's registry; chunks stored under tmp."""
+    from chain.datasets import DatasetRegistry
+    from portal.core import chain as portal_chain
+    from portal.core.models import ContractDeployment
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+    }
+    block = chain_client.head()
+    registry = DatasetRegistry.deploy(
+        chain_client, registry_address=portal_chain.deployment().address
+    )
+    ContractDeployment.objects.create(
+        name="DatasetRegistry",
+        chain_id=chain_client.chain_id,
+        address=registry.address,
+        block_number=block + 1,
+    )
+    return registry
+
+
+@pytest.fixture(scope="session")
+def phantoms(tmp_path_factory) -> tuple[Path, Path]:
+    """Twenty 256x256 CT phantoms: three ciphertext chunks once packaged."""
+    folder = tmp_path_factory.mktemp("phantoms")
+    annotations = write_ct_dataset(folder / "dicom", profile="hospital-a", count=20, seed=7)
+    return folder / "dicom", annotations
+
+
+@pytest.fixture
+def package(phantoms, tmp_path: Path) -> PackageResult:
+    source, annotations = phantoms
+    return package_dataset(
+        source,
+        annotations,
+        tmp_path / "pkg",
+        dataset_id=str(uuid.uuid4()),
+        uid_secret=b"s" * 32,
+    )
+
+
+def _register_node(member, keys: NodeKeystore, label: str):
+    from portal.nodes import services
+
+    identity = keys.identity
+    return services.node_register(
+        member=member,
+        node_id=identity.node_id,
+        signer_address=identity.signer_address,
+        data_public_key=identity.data_public_key,
+        label=label,
+    )
+
+
+@pytest.fixture
+def mary(consortium):
+    from portal.consortium.models import Member
+
+    return Member.objects.get(governance_address=consortium[0].address)
+
+
+@pytest.fixture
+def node_keys(tmp_path: Path) -> NodeKeystore:
+    return NodeKeystore.create(tmp_path / "node", NODE_PASSWORD)
+
+
+@pytest.fixture
+def node(consortium, mary, node_keys):
+    """A training node of the first founder (the uploader's own)."""
+    return _register_node(mary, node_keys, "mary-1")
+
+
+@pytest.fixture
+def other_node_keys(tmp_path: Path) -> NodeKeystore:
+    return NodeKeystore.create(tmp_path / "other-node", NODE_PASSWORD)
+
+
+@pytest.fixture
+def other_node(consortium, other_node_keys):
+    """A training node of the second founder: granted nothing."""
+    from portal.consortium.models import Member
+
+    member = Member.objects.get(governance_address=consortium[1].address)
+    return _register_node(member, other_node_keys, "city-1")
+
+
+@pytest.fixture
+def api_as():
+    def make(user) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return make
