@@ -290,7 +290,10 @@ def stack(
         for name, key, data_key in FOUNDERS
     ]
     manage(env, "deploy_contracts", "--founders", str(write_json(stack_dir / "f.json", founders)))
-    ((address, block),) = sql("SELECT address, block_number FROM core_contractdeployment")
+    ((address, block),) = sql(
+        "SELECT address, block_number FROM core_contractdeployment"
+        " WHERE name = 'ConsortiumRegistry'"
+    )
     s = Stack(env, stack_dir, processes, anvil, sql, registry_address=address, start_block=block)
     s.start_worker()
     s.start_beat()
