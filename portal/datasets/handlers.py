@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from django.db import transaction
+
 from chain.datasets import DatasetRegistry
 from chain.events import ChainEvent
 from portal.core.sync import handles
@@ -86,6 +88,7 @@ def on_grant_recorded(event: ChainEvent) -> None:
     row = grants.filter(grant_hash=current).first()
     if row is None:
         return
+    became_active = row.state == Grant.State.PENDING
     if row.state in (Grant.State.PENDING, Grant.State.ACTIVE):
         row.state = Grant.State.ACTIVE
     if _hex(event.args["grantHash"]) == current:
@@ -93,6 +96,17 @@ def on_grant_recorded(event: ChainEvent) -> None:
         row.recorded_block = event.block_number
         row.cross_member = bool(event.args["crossMember"])
     row.save()
+    if became_active:
+        _ask_node_to_fetch(row)
+
+
+def _ask_node_to_fetch(grant: Grant) -> None:
+    """Once a grant is on chain, the node's own worker fetches, verifies and decrypts."""
+    from portal.datasets.tasks import fetch_and_verify
+
+    args = [str(grant.version.dataset_id), grant.version.number]
+    queue = grant.node.queue
+    transaction.on_commit(lambda: fetch_and_verify.apply_async(args=args, queue=queue))
 
 
 @_mirrors("GrantRevoked")

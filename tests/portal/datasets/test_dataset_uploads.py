@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from datasets_api_helpers import (
@@ -348,3 +349,31 @@ def test_the_grant_hash_binds_the_version_and_node():
             b"medchain-grant/1" + bytes.fromhex("11" * 32) + bytes.fromhex("22" * 32) + b"k" * 92
         ).hexdigest()
     )
+
+
+def test_it_asks_the_granted_node_to_fetch_once_the_grant_is_on_chain(
+    datasets_chain,
+    member_admin,
+    node,
+    package,
+    tmp_path,
+    api_as,
+    settings,
+    django_capture_on_commit_callbacks,
+):
+    queue_dir = settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]
+
+    def node_messages() -> set[str]:
+        return {p.name for p in Path(queue_dir).glob(f"*.{node.queue}.msg")}
+
+    before = node_messages()
+    api = api_as(member_admin)
+    upload = create_upload(api, package, [grant_entry(package, node)]).json()
+    for index in range(upload["expected_chunks"]):
+        put_chunk(api, upload["id"], index, chunk_bytes(tmp_path, index))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.post(f"{UPLOADS}{upload['id']}/commit/").status_code == 200
+    queued = node_messages() - before
+    assert len(queued) == 1
+    for name in queued:  # the message is for this test only: leave the queue as it was
+        (Path(queue_dir) / name).unlink()
