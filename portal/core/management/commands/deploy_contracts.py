@@ -71,6 +71,7 @@ class Command(BaseCommand):
         if existing is not None and not options["replace"]:
             if client.w3.eth.get_code(to_checksum_address(existing.address)):
                 self.stdout.write(f"already deployed: {existing} (use --replace to redeploy)")
+                self._add_datasets(client, existing)
                 return
             self.stdout.write(f"{existing} has no code on this chain any more: redeploying")
         start_block = client.head() + 1
@@ -114,3 +115,19 @@ class Command(BaseCommand):
                 f"with {len(founders)} founding members; DatasetRegistry at {datasets.address}"
             )
         )
+
+    def _add_datasets(self, client: Any, registry: ContractDeployment) -> None:
+        """A registry deployed before the DatasetRegistry existed gets one beside it."""
+        if ContractDeployment.objects.filter(
+            name=portal_chain.DATASETS, chain_id=registry.chain_id
+        ).exists():
+            return
+        start_block = client.head() + 1
+        datasets = DatasetRegistry.deploy(client, registry_address=registry.address)
+        ContractDeployment.objects.create(
+            name=portal_chain.DATASETS,
+            chain_id=registry.chain_id,
+            address=datasets.address,
+            block_number=start_block,
+        )
+        self.stdout.write(self.style.SUCCESS(f"DatasetRegistry at {datasets.address} added"))
