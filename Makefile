@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: all deps demo test lint bench contracts clean
+.PHONY: all deps demo test lint bench contracts clean static
 
 all: deps
 
@@ -30,7 +30,18 @@ $(CONTRACTS_STAMP): contracts/package.json $(wildcard contracts/package-lock.jso
 $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq chromium
 
-deps: $(STAMP) $(CONTRACTS_STAMP)
+# Browser vendor files (Pyodide, the pydicom wheel, training/'s de-identification code)
+# copied into portal/static/vendor/ (gitignored); cheap, so it runs every time.
+STATIC_NPM_STAMP := node_modules/.installed
+
+$(STATIC_NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+static: $(STAMP) $(STATIC_NPM_STAMP)
+	node scripts/build-static.mjs
+
+deps: $(STAMP) $(CONTRACTS_STAMP) static
 
 demo: deps
 	$(BIN)/python manage.py demo

@@ -21,4 +21,5 @@ urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
     path("", include("portal.consortium.urls")),
     path("", include("portal.nodes.urls")),
+    path("", include("portal.datasets.urls")),
 ]

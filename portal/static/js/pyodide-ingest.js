@@ -1,0 +1,159 @@
+// The CLI's own de-identification code (training/dicom_ingest.py, deid.py, the
+// deid_profile.json table, annotations.py) running in the browser under Pyodide,
+// so the browser and the CLI cannot drift (DESIGN.md, "De-identification").
+//
+// Everything is served from this portal's static files (scripts/build-static.mjs
+// copies them under vendor/): the pinned Pyodide runtime, the pydicom wheel, and
+// our Python files, each checked against the SHA-256 in vendor/medchain-py/bundle.json.
+
+import { sha256Hex, toHex } from "./medchain-crypto.js";
+
+const VENDOR = new URL("../vendor/", import.meta.url);
+
+// Thin Python entry points over the CLI's functions; files go through Pyodide's
+// in-memory file system, one DICOM file at a time, and results come back as JSON.
+const GLUE = `
+import json, os, sys
+sys.path.insert(0, "/medchain")
+from training.annotations import AnnotationError, parse_annotations, remap_uids
+from training.dicom_ingest import IngestRefused, ingest_file
+
+_IN = "/tmp/medchain-in.dcm"
+_OUT = "/tmp/medchain-out.bin"
+
+def medchain_ingest(secret_hex):
+    try:
+        r = ingest_file(_IN, uid_secret=bytes.fromhex(secret_hex))
+    except IngestRefused as exc:
+        return json.dumps({"ok": False, "reason": exc.reason})
+    finally:
+        os.unlink(_IN)
+    with open(_OUT, "wb") as f:
+        f.write(r.data)
+    return json.dumps({
+        "ok": True, "sopUidOriginal": r.sop_uid_original, "sopUidNew": r.sop_uid_new,
+        "rows": r.rows, "cols": r.cols, "modality": r.modality,
+    })
+
+def medchain_annotations(sizes_json, uid_map_json):
+    with open(_IN, "rb") as f:
+        raw = f.read()
+    os.unlink(_IN)
+    sizes = {uid: (rc[0], rc[1]) for uid, rc in json.loads(sizes_json).items()}
+    try:
+        ann = remap_uids(parse_annotations(raw, sizes), json.loads(uid_map_json))
+    except AnnotationError as exc:
+        return json.dumps({"ok": False, "reason": str(exc)})
+    with open(_OUT, "wb") as f:
+        f.write(ann.to_json())
+    boxes = sum(len(b) for b in ann.instances.values())
+    annotated = sum(1 for b in ann.instances.values() if b)
+    return json.dumps({"ok": True, "boxes": boxes, "annotated": annotated})
+
+def medchain_canonical(text):
+    # training.dataset.manifest_bytes, which the portal hashes and the chain anchors
+    m = json.loads(text)
+    out = json.dumps(m, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    with open(_OUT, "wb") as f:
+        f.write(out.encode("utf-8"))
+`;
+
+async function fetchChecked(url, sha256) {
+  const response = await fetch(url, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`cannot load ${url}: HTTP ${response.status}`);
+  const data = new Uint8Array(await response.arrayBuffer());
+  if (sha256 && (await sha256Hex(data)) !== sha256) {
+    throw new Error(`${url} does not match its SHA-256 in bundle.json: rebuild the static files`);
+  }
+  return data;
+}
+
+let loading = null;
+
+/** Load Pyodide, pydicom and our ingest code once per page; resolves to the engine. */
+export function loadIngestEngine(onStatus = () => {}) {
+  loading ??= load(onStatus).catch((err) => {
+    loading = null;
+    throw err;
+  });
+  return loading;
+}
+
+async function load(onStatus) {
+  onStatus("Loading the de-identification engine (Python in your browser)…");
+  const bundleResponse = await fetch(new URL("medchain-py/bundle.json", VENDOR), {
+    cache: "no-cache",
+    credentials: "same-origin",
+  });
+  if (!bundleResponse.ok) {
+    throw new Error(
+      "the de-identification engine is not installed on this portal " +
+        "(portal/static/vendor/ is missing: run `make static`)",
+    );
+  }
+  const bundle = await bundleResponse.json();
+  const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", VENDOR).href);
+  const pyodide = await loadPyodide({
+    indexURL: new URL("pyodide/", VENDOR).href,
+    stdout: (line) => console.debug(`[pyodide] ${line}`),
+    stderr: (line) => console.debug(`[pyodide] ${line}`),
+  });
+  onStatus("Loading pydicom and the de-identification profile…");
+  const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
+  for (const [wheel, sha256] of Object.entries(bundle.wheels)) {
+    const data = await fetchChecked(new URL(`wheels/${wheel}`, VENDOR), sha256);
+    pyodide.unpackArchive(data, "wheel", { extractDir: sitePackages });
+  }
+  pyodide.FS.mkdirTree("/medchain/training");
+  for (const [name, sha256] of Object.entries(bundle.files)) {
+    const data = await fetchChecked(new URL(`medchain-py/${name}`, VENDOR), sha256);
+    pyodide.FS.writeFile(`/medchain/${name}`, data);
+  }
+  pyodide.runPython(GLUE);
+  return new IngestEngine(pyodide, bundle);
+}
+
+function readOut(pyodide) {
+  const data = pyodide.FS.readFile("/tmp/medchain-out.bin");
+  pyodide.FS.unlink("/tmp/medchain-out.bin");
+  return data;
+}
+
+export class IngestEngine {
+  constructor(pyodide, bundle) {
+    this.pyodide = pyodide;
+    this.bundle = bundle;
+    this.ingestFn = pyodide.globals.get("medchain_ingest");
+    this.annotationsFn = pyodide.globals.get("medchain_annotations");
+    this.canonicalFn = pyodide.globals.get("medchain_canonical");
+  }
+
+  /**
+   * `training.dicom_ingest.ingest_file` on one file's bytes: {ok: true, data, sopUidOriginal,
+   * sopUidNew, rows, cols, modality} or {ok: false, reason} (the CLI's IngestRefused reason).
+   */
+  ingest(bytes, uidSecret) {
+    this.pyodide.FS.writeFile("/tmp/medchain-in.dcm", bytes);
+    const result = JSON.parse(this.ingestFn(toHex(uidSecret)));
+    if (result.ok) result.data = readOut(this.pyodide);
+    return result;
+  }
+
+  /**
+   * Parse the annotation file against the ingested instances and re-key it by their new
+   * UIDs (training.annotations): {ok: true, json, boxes, annotated} or {ok: false, reason}.
+   * `sizes`: original UID -> [rows, cols]; `uidMap`: original UID -> new UID.
+   */
+  annotations(raw, sizes, uidMap) {
+    this.pyodide.FS.writeFile("/tmp/medchain-in.dcm", raw);
+    const result = JSON.parse(this.annotationsFn(JSON.stringify(sizes), JSON.stringify(uidMap)));
+    if (result.ok) result.json = readOut(this.pyodide);
+    return result;
+  }
+
+  /** training.dataset.manifest_bytes: UTF-8 JSON, sorted keys, no whitespace. */
+  canonicalJson(value) {
+    this.canonicalFn(JSON.stringify(value));
+    return readOut(this.pyodide);
+  }
+}
