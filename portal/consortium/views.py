@@ -67,11 +67,11 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _typed_response(typed: dict[str, Any], signer: str) -> JsonResponse:
+def typed_response(typed: dict[str, Any], signer: str) -> JsonResponse:
     return JsonResponse({"typed": _jsonable(typed), "signer": signer})
 
 
-def _json_error(message: str, status: int = 400) -> JsonResponse:
+def json_error(message: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
@@ -83,13 +83,13 @@ def _acting_staff(request: HttpRequest) -> Staff | None:
     return staff
 
 
-def _has_demo_key(member: Member) -> bool:
+def has_demo_key(member: Member) -> bool:
     if not settings.DEMO_KEYSTORES:
         return False
     return (settings.DEMO_KEYSTORE_DIR / f"{member.governance_address.lower()}.json").exists()
 
 
-def _signature_or_demo(request: HttpRequest) -> str | None:
+def signature_or_demo(request: HttpRequest) -> str | None:
     """The wallet's signature from the form; None asks the service to use the demo keystore."""
     signature = request.POST.get("signature", "").strip()
     if signature:
@@ -307,10 +307,10 @@ def apply_typed_data(request: HttpRequest) -> JsonResponse:
             name=name,
         )
     except ValueError:
-        return _json_error("the role must be a number")
+        return json_error("the role must be a number")
     except REFUSALS as exc:
-        return _json_error(refusal_message(exc))
-    return _typed_response(typed, to_checksum_address(post["governance_address"].strip()))
+        return json_error(refusal_message(exc))
+    return typed_response(typed, to_checksum_address(post["governance_address"].strip()))
 
 
 # --- Members and sponsoring ---------------------------------------------------------------
@@ -341,7 +341,7 @@ def sponsor(request: HttpRequest, pk: int) -> HttpResponse:
             if acting is None:
                 raise ServiceError("only the admin of an active member hospital can sponsor")
             proposal = services.admission_sponsor(
-                sponsor=acting.member, applicant=applicant, signature=_signature_or_demo(request)
+                sponsor=acting.member, applicant=applicant, signature=signature_or_demo(request)
             )
         except REFUSALS as exc:
             messages.error(request, refusal_message(exc))
@@ -359,7 +359,7 @@ def sponsor(request: HttpRequest, pk: int) -> HttpResponse:
             "section": "members",
             "applicant": applicant,
             "acting": acting,
-            "demo_available": acting is not None and _has_demo_key(acting.member),
+            "demo_available": acting is not None and has_demo_key(acting.member),
         },
     )
 
@@ -370,16 +370,16 @@ def sponsor_typed_data(request: HttpRequest, pk: int) -> JsonResponse:
     applicant = get_object_or_404(selectors.member_list(viewer=request.user), pk=pk)
     acting = _acting_staff(request)
     if acting is None:
-        return _json_error("only the admin of an active member hospital can sponsor", 403)
+        return json_error("only the admin of an active member hospital can sponsor", 403)
     if applicant.status != Member.Status.APPLIED:
-        return _json_error(
+        return json_error(
             f"{applicant.name} cannot be sponsored now ({applicant.get_status_display()})"
         )
     try:
         typed = services.sponsor_typed_data(sponsor=acting.member, applicant=applicant)
     except REFUSALS as exc:
-        return _json_error(refusal_message(exc))
-    return _typed_response(typed, acting.member.governance_address)
+        return json_error(refusal_message(exc))
+    return typed_response(typed, acting.member.governance_address)
 
 
 # --- Proposals and votes ------------------------------------------------------------------
@@ -416,7 +416,7 @@ def proposal(request: HttpRequest, number: int) -> HttpResponse:
                     voter=acting.member,
                     proposal=item,
                     support=support,
-                    signature=_signature_or_demo(request),
+                    signature=signature_or_demo(request),
                 )
                 outcome = ""
                 if item.status != Proposal.Status.OPEN:
@@ -439,7 +439,7 @@ def proposal(request: HttpRequest, number: int) -> HttpResponse:
             "own_vote": own_vote,
             "can_vote": acting is not None and item.is_open and own_vote is None,
             "can_finalize": item.status == Proposal.Status.OPEN and not item.is_open,
-            "demo_available": acting is not None and _has_demo_key(acting.member),
+            "demo_available": acting is not None and has_demo_key(acting.member),
             "yes_percent": round(100 * item.yes / item.eligible) if item.eligible else 0,
             "no_percent": round(100 * item.no / item.eligible) if item.eligible else 0,
         },
@@ -459,14 +459,14 @@ def vote_typed_data(request: HttpRequest, number: int) -> JsonResponse:
     item = get_object_or_404(selectors.proposal_list(viewer=request.user), chain_proposal_id=number)
     acting = _acting_staff(request)
     if acting is None:
-        return _json_error("only the admin of an active hospital member can vote", 403)
+        return json_error("only the admin of an active hospital member can vote", 403)
     try:
         typed = services.vote_typed_data(
             voter=acting.member, proposal=item, support=_support(request)
         )
     except REFUSALS as exc:
-        return _json_error(refusal_message(exc))
-    return _typed_response(typed, acting.member.governance_address)
+        return json_error(refusal_message(exc))
+    return typed_response(typed, acting.member.governance_address)
 
 
 # --- Staff and invitations ----------------------------------------------------------------
