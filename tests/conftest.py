@@ -200,3 +200,30 @@ def clinician(consortium):
 def outsider(applicant):
     """A signed-in user of a hospital that is not (yet) a member."""
     return applicant.staff.get().user
+
+
+@pytest.fixture
+def datasets_chain(consortium, chain_client, settings, tmp_path: Path):
+    """The DatasetRegistry deployed against the consortium's registry; chunks stored under tmp."""
+    from chain.datasets import DatasetRegistry
+    from portal.core import chain as portal_chain
+    from portal.core.models import ContractDeployment
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+    }
+    block = chain_client.head()
+    registry = DatasetRegistry.deploy(
+        chain_client, registry_address=portal_chain.deployment().address
+    )
+    ContractDeployment.objects.create(
+        name="DatasetRegistry",
+        chain_id=chain_client.chain_id,
+        address=registry.address,
+        block_number=block + 1,
+    )
+    return registry

@@ -199,35 +199,8 @@ def test_browser_records_and_wrapped_keys_open_in_python(
     assert unwrap_key(wrapped, node_private, dataset_id=dataset_id, node_id=node_id) == key
 
 
-@pytest.fixture
-def browser_dataset_registry(consortium, chain_client, settings, tmp_path):
-    """The DatasetRegistry beside the consortium's registry; ciphertext stored under tmp."""
-    from chain.datasets import DatasetRegistry
-    from portal.core import chain as portal_chain
-    from portal.core.models import ContractDeployment
-
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "media")},
-        },
-    }
-    block = chain_client.head()
-    registry = DatasetRegistry.deploy(
-        chain_client, registry_address=portal_chain.deployment().address
-    )
-    ContractDeployment.objects.create(
-        name="DatasetRegistry",
-        chain_id=chain_client.chain_id,
-        address=registry.address,
-        block_number=block + 1,
-    )
-    return registry
-
-
 def test_a_steward_uploads_a_dataset_from_the_browser(
-    browser_vendor_files, consortium, browser_dataset_registry, browser_persona, tmp_path
+    browser_vendor_files, consortium, datasets_chain, browser_persona, tmp_path
 ):
     from rest_framework.test import APIClient
 
@@ -312,9 +285,9 @@ def test_a_steward_uploads_a_dataset_from_the_browser(
     dataset = Dataset.objects.get(title="Phantom liver CT")
     version = dataset.versions.get(number=1)
     assert version.state == "anchored"
-    anchor = browser_dataset_registry.is_anchored(version.manifest_sha256)
+    anchor = datasets_chain.is_anchored(version.manifest_sha256)
     assert anchor is not None and anchor.version == 1
-    assert browser_dataset_registry.grant_of(dataset.chain_id, node.node_id).active
+    assert datasets_chain.grant_of(dataset.chain_id, node.node_id).active
     city_admin = consortium_services.staff_create(
         member=Member.objects.get(governance_address=consortium[1].address),
         username="city-viewer",

@@ -14,33 +14,6 @@ from training.dataset import PackageResult, package_dataset
 from training.phantoms import write_ct_dataset
 
 
-@pytest.fixture
-def datasets_chain(consortium, chain_client, settings, tmp_path: Path):
-    """The DatasetRegistry deployed against the consortium's registry; chunks stored under tmp."""
-    from chain.datasets import DatasetRegistry
-    from portal.core import chain as portal_chain
-    from portal.core.models import ContractDeployment
-
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "media")},
-        },
-    }
-    block = chain_client.head()
-    registry = DatasetRegistry.deploy(
-        chain_client, registry_address=portal_chain.deployment().address
-    )
-    ContractDeployment.objects.create(
-        name="DatasetRegistry",
-        chain_id=chain_client.chain_id,
-        address=registry.address,
-        block_number=block + 1,
-    )
-    return registry
-
-
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory) -> tuple[Path, Path]:
     """Twenty 256x256 CT phantoms: three ciphertext chunks once packaged."""
