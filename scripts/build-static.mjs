@@ -33,6 +33,7 @@ const TRAINING_FILES = [
   "annotations.py",
   "deid.py",
   "deid_profile.json",
+  "dicom_fast.py",
   "dicom_ingest.py",
 ];
 const FORBIDDEN_IMPORTS = /^\s*(import|from)\s+(torch|torchvision|numpy|cryptography|django|chain)\b/m;

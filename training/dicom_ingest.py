@@ -16,6 +16,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import VR
 
@@ -30,7 +31,7 @@ from training.deid import (
 
 # Elements larger than this stay on disk until written back (pixel data, mostly).
 DEFER_SIZE = 64 * 1024
-__all__ = ["IngestRefused", "IngestedInstance", "ingest_file"]
+__all__ = ["IngestRefused", "IngestedInstance", "ingest_file", "ingest_file_pydicom"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,21 @@ class IngestedInstance:
 
 
 def ingest_file(path: str | Path, *, uid_secret: bytes) -> IngestedInstance:
-    """De-identified Part 10 bytes for the file at ``path``, or :class:`IngestRefused`."""
+    """De-identified Part 10 bytes for the file at ``path``, or :class:`IngestRefused`.
+
+    The common case (explicit VR little endian, flat header) takes the raw
+    codec in ``training.dicom_fast``, which gives the same bytes as
+    :func:`ingest_file_pydicom`; every other file, and every refusal, is
+    decided by the pydicom path.
+    """
+    from training.dicom_fast import ingest_path
+
+    fast = ingest_path(path, uid_secret=uid_secret, profile=load_profile())
+    return fast if fast is not None else ingest_file_pydicom(path, uid_secret=uid_secret)
+
+
+def ingest_file_pydicom(path: str | Path, *, uid_secret: bytes) -> IngestedInstance:
+    """The reference ingest: pydicom reads, the profile scrubs, pydicom writes."""
     try:
         source = Path(path).open("rb")  # noqa: SIM115 - closed below, after the pixel data
     except OSError as exc:
@@ -53,7 +68,10 @@ def ingest_file(path: str | Path, *, uid_secret: bytes) -> IngestedInstance:
         ds = _read(source)
         try:
             check_ingestible(ds)
-            original_uid = str(ds.get("SOPInstanceUID", "")).strip(" \x00")
+            value = ds.get("SOPInstanceUID", "")
+            if isinstance(value, MultiValue):
+                raise IngestRefused("the SOP Instance UID has more than one value")
+            original_uid = str(value).strip(" \x00")
             if not original_uid:
                 raise IngestRefused("no SOP Instance UID")
             deidentify(ds, uid_secret=uid_secret, profile=load_profile())

@@ -1,0 +1,367 @@
+"""A fast header codec for the common case of the ingest: explicit VR little endian, flat header.
+
+The ingest's output is defined by the pydicom path in ``training.dicom_ingest``
+(read, check, de-identify by the profile, write). Most of its time there goes
+to building pydicom objects for ~100 header elements it then writes back
+unchanged. This codec walks the same elements as raw bytes and gives the same
+output bytes, for the files it accepts:
+
+- Explicit VR Little Endian, every element with a standard VR and a defined,
+  even length, in ascending tag order, no sequence and no UN element;
+- native Pixel Data (OB/OW) as the last element, complete, nothing after it;
+- a file the pydicom path would accept: an ingestible SOP class, Rows and
+  Columns, enough pixel bytes, no burned-in annotation;
+- the few elements the pydicom path decodes (and so re-encodes) already in
+  the form pydicom writes them.
+
+Anything else returns ``None`` and the caller uses the pydicom path, which
+also gives every refusal its reason. ``tests/training/test_dicom_fast.py``
+checks byte-for-byte equality with the pydicom path, including under fuzzing.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataelem import DataElement, empty_value_for_VR
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
+from pydicom.tag import BaseTag
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, STANDARD_VR
+from pydicom.valuerep import VR as VRS
+
+from training.deid import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    INGESTIBLE_SOP_CLASSES,
+    PIXEL_DATA,
+    UNDEFINED_LENGTH,
+    Profile,
+    _action_for,
+    _dummy_for,
+    deidentify,
+    remap_uid,
+)
+from training.dicom_ingest import IngestedInstance
+
+EXPLICIT_VR_LITTLE_ENDIAN = b"1.2.840.10008.1.2.1"
+PREAMBLE = b"\x00" * 128 + b"DICM"
+_LONG_VRS = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
+_STANDARD_VRS = frozenset(vr.encode() for vr in STANDARD_VR - {VRS.SQ, VRS.UN})
+_BINARY_VRS = frozenset({b"US", b"SS", b"UL", b"SL", b"UV", b"SV", b"AT"})
+_TEXT_VRS = frozenset({b"CS", b"IS", b"UI"})
+_UID = re.compile(rb"[0-9.]+(\\[0-9.]+)*")
+
+SPECIFIC_CHARACTER_SET = 0x00080005
+SOP_CLASS_UID = 0x00080016
+SOP_INSTANCE_UID = 0x00080018
+MODALITY = 0x00080060
+SAMPLES_PER_PIXEL = 0x00280002
+NUMBER_OF_FRAMES = 0x00280008
+ROWS = 0x00280010
+COLUMNS = 0x00280011
+BITS_ALLOCATED = 0x00280100
+BURNED_IN_ANNOTATION = 0x00280301
+# Elements the pydicom path decodes, and so writes back in pydicom's own encoding.
+_DECODED = frozenset(
+    {
+        SPECIFIC_CHARACTER_SET,
+        SOP_CLASS_UID,
+        SOP_INSTANCE_UID,
+        SAMPLES_PER_PIXEL,
+        NUMBER_OF_FRAMES,
+        ROWS,
+        COLUMNS,
+        BITS_ALLOCATED,
+        BURNED_IN_ANNOTATION,
+        MODALITY,  # not re-encoded, but its decoded value is reported
+    }
+)
+
+
+class _Decline(Exception):
+    """Not a file for this codec: the pydicom path decides."""
+
+
+def ingest_bytes(raw: bytes, *, uid_secret: bytes, profile: Profile) -> IngestedInstance | None:
+    """The de-identified file for ``raw``, as the pydicom path writes it; None if not ours."""
+    try:
+        return _ingest(memoryview(raw), uid_secret=uid_secret, profile=profile)
+    except (_Decline, struct.error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def ingest_path(
+    path: str | Path, *, uid_secret: bytes, profile: Profile
+) -> IngestedInstance | None:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError:
+        return None  # the pydicom path reports it
+    return ingest_bytes(raw, uid_secret=uid_secret, profile=profile)
+
+
+def _ingest(raw: memoryview, *, uid_secret: bytes, profile: Profile) -> IngestedInstance:
+    if len(raw) < 132 or raw[128:132] != b"DICM":
+        raise _Decline
+    pos = _skip_file_meta(raw)
+    size = len(raw)
+    unpack = struct.unpack_from
+    constants = _deid_elements(profile.method)
+    pending = sorted(constants)  # the de-identification's own elements not yet placed
+    parts: list[bytes | memoryview] = []
+    values: dict[int, bytes] = {}
+    previous = 0x0002FFFF  # the dataset starts after the File Meta group
+    pixel: memoryview | None = None
+    sop_uid_new = ""
+    while pos < size:
+        if pixel is not None:
+            raise _Decline  # Pixel Data must be the last element
+        group, element = unpack("<HH", raw, pos)
+        tag = group << 16 | element
+        vr = bytes(raw[pos + 4 : pos + 6])
+        if tag <= previous or vr not in _STANDARD_VRS:
+            raise _Decline
+        if vr in _LONG_VRS:
+            (length,) = unpack("<I", raw, pos + 8)
+            start = pos + 12
+        else:
+            (length,) = unpack("<H", raw, pos + 6)
+            start = pos + 8
+        end = start + length
+        if length == UNDEFINED_LENGTH or length % 2 or end > size:
+            raise _Decline
+        previous = tag
+        while pending and pending[0] <= tag:
+            parts.append(constants[pending.pop(0)])
+        if tag == PIXEL_DATA:
+            if vr not in (b"OB", b"OW") or end != size:
+                raise _Decline
+            pixel = raw[pos:end]
+            pos = end
+            continue
+        whole = raw[pos:end]
+        pos = end
+        if tag in _DECODED:
+            value = bytes(raw[start:end])
+            _check_round_trip(vr, value)
+            values[tag] = value
+        if tag in constants:
+            continue  # the de-identification replaces it
+        action = _action_for(BaseTag(tag), vr.decode(), profile)
+        if action == "K":
+            parts.append(whole)
+        elif action == "X":
+            continue
+        elif action in ("Z", "D"):
+            parts.append(_element(tag, vr, _replacement(vr, action, profile)))
+        elif action == "U" and vr == b"UI":
+            remapped = _remap(bytes(raw[start:end]), uid_secret=uid_secret, profile=profile)
+            if tag == SOP_INSTANCE_UID:
+                sop_uid_new = remapped.rstrip(b"\x00").decode("ascii")
+            parts.append(_element(tag, vr, remapped))
+        else:
+            raise _Decline  # a UID action on a value that is not a UI
+    if pixel is None:
+        raise _Decline
+    parts.extend(constants[tag] for tag in pending)
+    checked = _check_ingestible(values, pixel_length=len(pixel) - 12)
+    modality = _modality(values, profile)
+    if not sop_uid_new:
+        raise _Decline
+    head = PREAMBLE + _file_meta(sop_class=checked.sop_class, sop_instance=sop_uid_new)
+    return IngestedInstance(
+        sop_uid_original=checked.sop_uid,
+        sop_uid_new=sop_uid_new,
+        rows=checked.rows,
+        cols=checked.cols,
+        modality=modality,
+        data=b"".join([head, *parts, pixel]),
+    )
+
+
+def _skip_file_meta(raw: memoryview) -> int:
+    """The offset of the dataset after the group 0002 elements; declines other syntaxes."""
+    pos, size = 132, len(raw)
+    syntax = b""
+    previous = 0x00010000
+    while pos + 8 <= size:
+        group, element = struct.unpack_from("<HH", raw, pos)
+        if group != 2:
+            break
+        tag = group << 16 | element
+        vr = bytes(raw[pos + 4 : pos + 6])
+        if tag <= previous or vr not in _STANDARD_VRS:
+            raise _Decline
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<I", raw, pos + 8)
+            start = pos + 12
+        else:
+            (length,) = struct.unpack_from("<H", raw, pos + 6)
+            start = pos + 8
+        if length == UNDEFINED_LENGTH or start + length > size:
+            raise _Decline
+        if element == 0x0010:
+            syntax = bytes(raw[start : start + length])
+        previous = tag
+        pos = start + length
+    if syntax.rstrip(b"\x00 ") != EXPLICIT_VR_LITTLE_ENDIAN:
+        raise _Decline
+    return pos
+
+
+def _check_round_trip(vr: bytes, value: bytes) -> None:
+    """Decline unless pydicom decodes and re-encodes ``value`` to the same bytes."""
+    if vr in _BINARY_VRS:
+        return  # fixed-size integers: decoded and packed back bit for bit
+    if vr not in _TEXT_VRS:
+        raise _Decline
+    text = value.rstrip(b" \x00")
+    pad = b"\x00" if vr == b"UI" else b" "
+    if value != text + pad * (len(text) % 2) or text[:1] == b" " or not text.isascii():
+        raise _Decline
+    if vr == b"UI" and text and not _UID.fullmatch(text):
+        raise _Decline
+    if vr == b"IS" and text and not text.isdigit():
+        raise _Decline
+
+
+@dataclass(frozen=True)
+class _Checked:
+    sop_class: str
+    sop_uid: str
+    rows: int
+    cols: int
+
+
+def _check_ingestible(values: dict[int, bytes], *, pixel_length: int) -> _Checked:
+    """What ``deid.check_ingestible`` checks, for a file it would accept; else decline."""
+    sop_class = _text(values, SOP_CLASS_UID)
+    sop_uid = _text(values, SOP_INSTANCE_UID)
+    if sop_class not in INGESTIBLE_SOP_CLASSES or not sop_uid or "\\" in sop_uid:
+        raise _Decline
+    rows, cols = _us(values, ROWS), _us(values, COLUMNS)
+    frames = int(_text(values, NUMBER_OF_FRAMES) or 0) or 1
+    samples = _us(values, SAMPLES_PER_PIXEL, default=1) or 1
+    bits = _us(values, BITS_ALLOCATED, default=0)
+    if not rows or not cols or pixel_length < (rows * cols * frames * samples * bits + 7) // 8:
+        raise _Decline
+    if _text(values, BURNED_IN_ANNOTATION).upper() not in ("", "NO"):
+        raise _Decline
+    return _Checked(sop_class=sop_class, sop_uid=sop_uid, rows=rows, cols=cols)
+
+
+def _modality(values: dict[int, bytes], profile: Profile) -> str:
+    if MODALITY not in values:
+        return ""
+    if _action_for(BaseTag(MODALITY), "CS", profile) != "K":
+        raise _Decline
+    modality = _text(values, MODALITY)
+    if "\\" in modality:
+        raise _Decline
+    return modality
+
+
+def _text(values: dict[int, bytes], tag: int) -> str:
+    return values.get(tag, b"").rstrip(b" \x00").decode("ascii")
+
+
+def _us(values: dict[int, bytes], tag: int, *, default: int | None = None) -> int:
+    value = values.get(tag)
+    if value is None and default is not None:
+        return default
+    if value is None or len(value) != 2:
+        raise _Decline
+    return int.from_bytes(value, "little")
+
+
+def _remap(value: bytes, *, uid_secret: bytes, profile: Profile) -> bytes:
+    """A UI value remapped as the pydicom path remaps it, padded as pydicom pads it."""
+    if not value.isascii():
+        raise _Decline
+    text = value.decode("ascii")
+    while text.endswith((" ", "\x00")):
+        text = text[:-1]
+    remapped = "\\".join(
+        remap_uid(v, uid_secret=uid_secret, profile=profile) if v else v for v in text.split("\\")
+    ).encode("ascii")
+    return remapped + b"\x00" * (len(remapped) % 2)
+
+
+def _element(tag: int, vr: bytes, value: bytes) -> bytes:
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr, 0, len(value)) + value
+    if len(value) > 0xFFFF:
+        raise _Decline
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
+
+
+def _replacement(vr: bytes, action: str, profile: Profile) -> bytes:
+    """The value bytes pydicom writes for an emptied (Z) or dummy (D) element of ``vr``."""
+    name = vr.decode()
+    if action == "Z":
+        return _empty_bytes(name)
+    return _dummy_bytes(name, _dummy_for(name, profile))
+
+
+@functools.cache
+def _empty_bytes(vr: str) -> bytes:
+    return _value_bytes(vr, empty_value_for_VR(vr))
+
+
+@functools.cache
+def _dummy_bytes(vr: str, dummy: str | int) -> bytes:
+    return _value_bytes(vr, dummy)
+
+
+@functools.cache
+def _deid_elements(method: str) -> dict[int, bytes]:
+    """The elements ``deidentify`` adds to every dataset (they depend on the method only)."""
+    profile = Profile(
+        name="",
+        method=method,
+        exact={},
+        wildcards=(),
+        dummy={},
+        registered_uid_root="",
+        uid_prefix="",
+    )
+    added = deidentify(Dataset(), uid_secret=b"", profile=profile)
+    return {int(elem.tag): _encoded(elem) for elem in added}
+
+
+def _encoded(elem: DataElement) -> bytes:
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    write_data_element(buffer, elem)
+    return buffer.getvalue()
+
+
+def _value_bytes(vr: str, value: object) -> bytes:
+    encoded = _encoded(DataElement(0x00091000, vr, value))
+    return encoded[12:] if vr in EXPLICIT_VR_LENGTH_32 else encoded[8:]
+
+
+def _file_meta(*, sop_class: str, sop_instance: str) -> bytes:
+    """Group 0002 as ``pydicom.dcmwrite(enforce_file_format=True)`` writes ours."""
+    body = b"".join(
+        (
+            struct.pack("<HH2sHI", 2, 0x0001, b"OB", 0, 2) + b"\x00\x01",
+            _element(0x00020002, b"UI", _padded(sop_class, b"\x00")),
+            _element(0x00020003, b"UI", _padded(sop_instance, b"\x00")),
+            _element(0x00020010, b"UI", EXPLICIT_VR_LITTLE_ENDIAN + b"\x00"),
+            _element(0x00020012, b"UI", _padded(IMPLEMENTATION_CLASS_UID, b"\x00")),
+            _element(0x00020013, b"SH", _padded(IMPLEMENTATION_VERSION_NAME, b" ")),
+        )
+    )
+    return struct.pack("<HH2sHI", 2, 0x0000, b"UL", 4, len(body)) + body
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    value = text.encode("ascii")
+    return value + pad * (len(value) % 2)
