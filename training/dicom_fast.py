@@ -7,7 +7,8 @@ unchanged. This codec walks the same elements as raw bytes and gives the same
 output bytes, for the files it accepts:
 
 - Explicit VR Little Endian, every element with a standard VR and a defined,
-  even length, in ascending tag order, no sequence and no UN element;
+  even length, in ascending tag order, no UN element; sequences of either
+  length form, walked item by item, with no character set of their own;
 - native Pixel Data (OB/OW) as the last element, complete, nothing after it;
 - a file the pydicom path would accept: an ingestible SOP class, Rows and
   Columns, enough pixel bytes, no burned-in annotation;
@@ -56,6 +57,14 @@ _STANDARD_VRS = frozenset(vr.encode() for vr in STANDARD_VR - {VRS.SQ, VRS.UN})
 _BINARY_VRS = frozenset({b"US", b"SS", b"UL", b"SL", b"UV", b"SV", b"AT"})
 _TEXT_VRS = frozenset({b"CS", b"IS", b"UI"})
 _UID = re.compile(rb"[0-9.]+(\\[0-9.]+)*")
+ITEM = 0xFFFEE000
+ITEM_DELIMITER = 0xFFFEE00D
+SEQUENCE_DELIMITER = 0xFFFEE0DD
+_ITEM_HEAD_UNDEFINED = struct.pack("<HHI", 0xFFFE, 0xE000, UNDEFINED_LENGTH)
+_DELIMITER = {
+    tag: struct.pack("<HHI", 0xFFFE, tag & 0xFFFF, 0)
+    for tag in (ITEM_DELIMITER, SEQUENCE_DELIMITER)
+}
 
 SPECIFIC_CHARACTER_SET = 0x00080005
 SOP_CLASS_UID = 0x00080016
@@ -109,80 +118,189 @@ def ingest_path(
 def _ingest(raw: memoryview, *, uid_secret: bytes, profile: Profile) -> IngestedInstance:
     if len(raw) < 132 or raw[128:132] != b"DICM":
         raise _Decline
-    pos = _skip_file_meta(raw)
-    size = len(raw)
-    unpack = struct.unpack_from
-    constants = _deid_elements(profile.method)
-    pending = sorted(constants)  # the de-identification's own elements not yet placed
-    parts: list[bytes | memoryview] = []
-    values: dict[int, bytes] = {}
-    previous = 0x0002FFFF  # the dataset starts after the File Meta group
-    pixel: memoryview | None = None
-    sop_uid_new = ""
-    while pos < size:
-        if pixel is not None:
-            raise _Decline  # Pixel Data must be the last element
-        group, element = unpack("<HH", raw, pos)
-        tag = group << 16 | element
-        vr = bytes(raw[pos + 4 : pos + 6])
-        if tag <= previous or vr not in _STANDARD_VRS:
-            raise _Decline
-        if vr in _LONG_VRS:
-            (length,) = unpack("<I", raw, pos + 8)
-            start = pos + 12
-        else:
-            (length,) = unpack("<H", raw, pos + 6)
-            start = pos + 8
-        end = start + length
-        if length == UNDEFINED_LENGTH or length % 2 or end > size:
-            raise _Decline
-        previous = tag
-        while pending and pending[0] <= tag:
-            parts.append(constants[pending.pop(0)])
-        if tag == PIXEL_DATA:
-            if vr not in (b"OB", b"OW") or end != size:
-                raise _Decline
-            pixel = raw[pos:end]
-            pos = end
-            continue
-        whole = raw[pos:end]
-        pos = end
-        if tag in _DECODED:
-            value = bytes(raw[start:end])
-            _check_round_trip(vr, value)
-            values[tag] = value
-        if tag in constants:
-            continue  # the de-identification replaces it
-        action = _action_for(BaseTag(tag), vr.decode(), profile)
-        if action == "K":
-            parts.append(whole)
-        elif action == "X":
-            continue
-        elif action in ("Z", "D"):
-            parts.append(_element(tag, vr, _replacement(vr, action, profile)))
-        elif action == "U" and vr == b"UI":
-            remapped = _remap(bytes(raw[start:end]), uid_secret=uid_secret, profile=profile)
-            if tag == SOP_INSTANCE_UID:
-                sop_uid_new = remapped.rstrip(b"\x00").decode("ascii")
-            parts.append(_element(tag, vr, remapped))
-        else:
-            raise _Decline  # a UID action on a value that is not a UI
-    if pixel is None:
+    walk = _Walk(raw, uid_secret=uid_secret, profile=profile)
+    parts, pixel = walk.top_level(_skip_file_meta(raw))
+    checked = _check_ingestible(walk.values, pixel_length=len(pixel) - 12)
+    modality = _modality(walk.values, profile)
+    if not walk.sop_uid_new:
         raise _Decline
-    parts.extend(constants[tag] for tag in pending)
-    checked = _check_ingestible(values, pixel_length=len(pixel) - 12)
-    modality = _modality(values, profile)
-    if not sop_uid_new:
-        raise _Decline
-    head = PREAMBLE + _file_meta(sop_class=checked.sop_class, sop_instance=sop_uid_new)
+    head = PREAMBLE + _file_meta(sop_class=checked.sop_class, sop_instance=walk.sop_uid_new)
     return IngestedInstance(
         sop_uid_original=checked.sop_uid,
-        sop_uid_new=sop_uid_new,
+        sop_uid_new=walk.sop_uid_new,
         rows=checked.rows,
         cols=checked.cols,
         modality=modality,
         data=b"".join([head, *parts, pixel]),
     )
+
+
+class _Walk:
+    """One pass over the raw elements, collecting the output pieces in order.
+
+    Each element is kept as its own bytes (K), dropped (X), or replaced by an
+    element pydicom would write (Z, D, U); a kept sequence is walked item by
+    item, with the same lengths (defined or undefined) pydicom writes back.
+    """
+
+    def __init__(self, raw: memoryview, *, uid_secret: bytes, profile: Profile) -> None:
+        self.raw = raw
+        self.uid_secret = uid_secret
+        self.profile = profile
+        self.values: dict[int, bytes] = {}  # top-level elements the checks read
+        self.sop_uid_new = ""
+        self.skipped = 0  # where the last undefined-length sequence ended
+
+    def top_level(self, pos: int) -> tuple[list[bytes | memoryview], memoryview]:
+        """The pieces before Pixel Data (which must close the file), and Pixel Data itself."""
+        raw, size = self.raw, len(self.raw)
+        constants = _deid_elements(self.profile.method)
+        pending = sorted(constants)  # the de-identification's own elements not yet placed
+        parts: list[bytes | memoryview] = []
+        previous = 0x0002FFFF  # the dataset starts after the File Meta group
+        while pos < size:
+            tag, vr, start, end = self.header(pos, limit=size)
+            if tag <= previous:
+                raise _Decline
+            previous = tag
+            while pending and pending[0] <= tag:
+                parts.append(constants[pending.pop(0)])
+            if tag == PIXEL_DATA:
+                if vr not in (b"OB", b"OW") or end != size:
+                    raise _Decline  # encapsulated, or elements after it
+                return parts, raw[pos:end]
+            if tag in _DECODED:
+                value = bytes(raw[start:end])
+                _check_round_trip(vr, value)
+                self.values[tag] = value
+            if tag in constants and (vr != bytes(constants[tag][4:6]) or end == UNDEFINED_LENGTH):
+                # pydicom sets the new value on the existing element: its VR and length form stay.
+                raise _Decline
+            # An element the de-identification replaces is still walked, to find its end.
+            target = parts if tag not in constants else []
+            self.element(target, tag, vr, pos, start, end, top=True)
+            pos = self.skipped if end == UNDEFINED_LENGTH else end
+        raise _Decline  # no Pixel Data
+
+    def header(self, pos: int, *, limit: int) -> tuple[int, bytes, int, int]:
+        """Tag, VR, value start and value end (UNDEFINED_LENGTH for an open sequence)."""
+        raw = self.raw
+        if pos + 8 > limit:
+            raise _Decline
+        group, element = struct.unpack_from("<HH", raw, pos)
+        vr = bytes(raw[pos + 4 : pos + 6])
+        if vr not in _STANDARD_VRS and vr != b"SQ":
+            raise _Decline
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<I", raw, pos + 8)
+            start = pos + 12
+        else:
+            (length,) = struct.unpack_from("<H", raw, pos + 6)
+            start = pos + 8
+        if length == UNDEFINED_LENGTH:
+            if vr != b"SQ":
+                raise _Decline  # encapsulated pixel data or an undefined-length UN
+            return group << 16 | element, vr, start, UNDEFINED_LENGTH
+        if length % 2 or start + length > limit:
+            raise _Decline
+        return group << 16 | element, vr, start, start + length
+
+    def element(
+        self,
+        parts: list[bytes | memoryview],
+        tag: int,
+        vr: bytes,
+        pos: int,
+        start: int,
+        end: int,
+        *,
+        top: bool = False,
+    ) -> None:
+        if vr == b"SQ":
+            self.sequence(parts, tag, start, end)
+            return
+        action = _action_for(BaseTag(tag), vr.decode(), self.profile)
+        if action == "K":
+            parts.append(self.raw[pos:end])
+        elif action in ("Z", "D"):
+            parts.append(_element(tag, vr, _replacement(vr, action, self.profile)))
+        elif action == "U" and vr == b"UI":
+            remapped = _remap(
+                bytes(self.raw[start:end]), uid_secret=self.uid_secret, profile=self.profile
+            )
+            if tag == SOP_INSTANCE_UID and top:
+                self.sop_uid_new = remapped.rstrip(b"\x00").decode("ascii")
+            parts.append(_element(tag, vr, remapped))
+        elif action != "X":
+            raise _Decline  # a UID action on a value that is not a UI
+
+    def sequence(self, parts: list[bytes | memoryview], tag: int, start: int, end: int) -> None:
+        """A sequence as pydicom writes it once decoded and scrubbed; sets ``skipped``."""
+        undefined = end == UNDEFINED_LENGTH
+        limit = len(self.raw) if undefined else end
+        items: list[bytes | memoryview] = []
+        pos = start
+        while True:
+            if not undefined and pos == end:
+                break
+            if pos + 8 > limit:
+                raise _Decline
+            item_tag, length = struct.unpack_from("<II", self.raw, pos)
+            item_tag = (item_tag & 0xFFFF) << 16 | item_tag >> 16
+            if undefined and item_tag == SEQUENCE_DELIMITER:
+                if length:
+                    raise _Decline
+                pos += 8
+                break
+            if item_tag != ITEM:
+                raise _Decline
+            pos = self.item(items, pos + 8, length, limit=limit)
+        self.skipped = pos
+        action = _action_for(BaseTag(tag), "SQ", self.profile)
+        if action == "X":
+            return
+        if action in ("Z", "D"):
+            items = []  # pydicom empties a sequence for both
+        elif action != "K":
+            raise _Decline
+        body = b"".join(items)
+        if undefined:
+            head = struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, b"SQ", 0, UNDEFINED_LENGTH)
+            parts.append(head + body + _DELIMITER[SEQUENCE_DELIMITER])
+        else:
+            parts.append(struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, b"SQ", 0, len(body)))
+            parts.append(body)
+
+    def item(self, items: list[bytes | memoryview], pos: int, length: int, *, limit: int) -> int:
+        """Scrub one item starting at ``pos``; return where the next one starts."""
+        undefined = length == UNDEFINED_LENGTH
+        end = limit if undefined else pos + length
+        if end > limit:
+            raise _Decline
+        parts: list[bytes | memoryview] = []
+        previous = -1
+        while True:
+            if not undefined and pos == end:
+                break
+            if undefined and pos + 8 <= limit:
+                item_tag, delimiter_length = struct.unpack_from("<II", self.raw, pos)
+                if (item_tag & 0xFFFF) << 16 | item_tag >> 16 == ITEM_DELIMITER:
+                    if delimiter_length:
+                        raise _Decline
+                    pos += 8
+                    break
+            tag, vr, start, value_end = self.header(pos, limit=end)
+            if tag <= previous or tag == SPECIFIC_CHARACTER_SET or tag >> 16 == 0xFFFE:
+                raise _Decline  # out of order, a nested character set, or a stray delimiter
+            previous = tag
+            self.element(parts, tag, vr, pos, start, value_end)
+            pos = value_end if value_end != UNDEFINED_LENGTH else self.skipped
+        body = b"".join(parts)
+        if undefined:
+            items.append(_ITEM_HEAD_UNDEFINED + body + _DELIMITER[ITEM_DELIMITER])
+        else:
+            items.append(struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body)
+        return pos
 
 
 def _skip_file_meta(raw: memoryview) -> int:

@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_files
 from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian
 
 from training.deid import PIXEL_DATA, IngestRefused, load_profile
@@ -71,6 +73,56 @@ def test_it_matches_pydicom_on_every_profile_rule_in_a_flat_header(phantoms, tmp
     assert _assert_same_or_declined(path) is not None
 
 
+@pytest.mark.parametrize("undefined_items", [False, True], ids=["items-defined", "items-open"])
+@pytest.mark.parametrize("undefined_sequences", [False, True], ids=["sq-defined", "sq-open"])
+def test_it_matches_pydicom_on_nested_sequences(
+    phantoms, tmp_path, undefined_sequences, undefined_items
+):
+    """Kept (K), emptied (Z) and removed (X) sequences, nested, in both length encodings."""
+    ds = pydicom.dcmread(phantoms["hospital-b"])
+    nested = Dataset()
+    nested.PatientName = "NESTED^NAME"
+    nested.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.10.998.2"
+    referenced = Dataset()
+    referenced.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    referenced.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.10.998.3"
+    referenced.ReferencedPatientSequence = Sequence([nested])  # X inside K
+    referenced.add_new(0x00091010, "LO", "PRIVATE IN AN ITEM")
+    ds.ReferencedImageSequence = Sequence([referenced, Dataset()])  # K, with an empty item
+    ds.ReferencedStudySequence = Sequence([_coded("STUDY")])  # Z
+    ds.OtherPatientIDsSequence = Sequence([_coded("OTHER")])  # X
+    ds.DeidentificationMethodCodeSequence = Sequence([_coded("OLD METHOD")])  # replaced
+    for elem in ds.iterall():
+        if elem.VR == "SQ":
+            elem.is_undefined_length = undefined_sequences
+            for item in elem.value:
+                item.is_undefined_length_sequence_item = undefined_items
+    # An open one here keeps its form in the pydicom path's output: the codec declines it.
+    ds["DeidentificationMethodCodeSequence"].is_undefined_length = False
+    path = tmp_path / "nested.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    result = _assert_same_or_declined(path)
+    assert result is not None
+    assert b"NESTED^NAME" not in result.data and b"OTHER" not in result.data
+
+
+@pytest.mark.parametrize("vr", ["CS", "LO"])
+def test_it_agrees_on_a_file_already_marked_de_identified(phantoms, tmp_path, vr):
+    ds = pydicom.dcmread(phantoms["hospital-a"])
+    ds.add_new(0x00120062, vr, "NO")  # Patient Identity Removed, maybe with another VR
+    ds.DeidentificationMethod = "SOMEONE ELSE'S"
+    path = tmp_path / "marked.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    result = _assert_same_or_declined(path)
+    assert (result is not None) == (vr == "CS")
+
+
+def _coded(meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "1", "99X", meaning
+    return item
+
+
 def _marker(vr: str, i: int) -> object:
     binary = {"US": 40000 + i, "SS": -i, "UL": 70000 + i, "SL": -i, "FL": 1.5, "FD": 2.5}
     if vr in binary:
@@ -93,7 +145,7 @@ def test_it_matches_or_declines_each_pydicom_sample():
     assert len(taken) >= 10  # the flat explicit-VR CT and MR slices among them
 
 
-def test_it_declines_implicit_vr_and_sequences(phantoms, tmp_path):
+def test_it_declines_implicit_vr(phantoms, tmp_path):
     ds = pydicom.dcmread(phantoms["hospital-b"])
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     implicit = tmp_path / "implicit.dcm"
@@ -135,8 +187,18 @@ def test_it_agrees_on_values_pydicom_re_encodes(phantoms, tmp_path, keyword, val
 
 
 @pytest.fixture(scope="module")
-def phantom_bytes(phantoms) -> bytes:
-    return phantoms["hospital-c"].read_bytes()
+def phantom_bytes(phantoms, tmp_path_factory) -> bytes:
+    """A phantom with a kept sequence of one open and one defined-length item, one nested."""
+    ds = pydicom.dcmread(phantoms["hospital-c"])
+    inner = _coded("INNER")
+    inner.is_undefined_length_sequence_item = True
+    outer = Dataset()
+    outer.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.10.998.4"
+    outer.ReferencedStudySequence = Sequence([inner])
+    ds.ReferencedImageSequence = Sequence([outer, _coded("SECOND")])
+    path = tmp_path_factory.mktemp("fuzz") / "with-sequences.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path.read_bytes()
 
 
 @pytest.mark.filterwarnings("ignore")
