@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from training.annotations import Annotations, Box
@@ -26,6 +27,7 @@ from training.deid import CT_IMAGE_STORAGE, IMPLEMENTATION_CLASS_UID, IMPLEMENTA
 HU_MIN, HU_MAX = -1024, 3071
 LESION_LABEL = "lesion"
 SLICES_PER_STUDY = 4
+DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
 
 BoxTuple = tuple[int, int, int, int, str]
 
@@ -381,6 +383,20 @@ def _ct_dataset(pixels: np.ndarray, *, profile: ScannerProfile, seed: int, index
     ds.PatientSex = "F" if hrng.integers(2) else "M"
     ds.PatientAge = f"{(study_date - birth).days // 365:03d}Y"
     ds.PatientWeight = str(int(hrng.integers(50, 110)))
+    # Sequences as scanners write them: identifiers inside items must go too.
+    other_id = Dataset()
+    other_id.PatientID = f"MRN{int(hrng.integers(10**6, 10**7))}"
+    other_id.IssuerOfPatientID = f"{hospital} Hospital"
+    ds.OtherPatientIDsSequence = Sequence([other_id])
+    study_ref = Dataset()
+    study_ref.ReferencedSOPClassUID = DETACHED_STUDY_MANAGEMENT
+    study_ref.ReferencedSOPInstanceUID = _uid(profile.name, seed, "study-ref", study)
+    ds.ReferencedStudySequence = Sequence([study_ref])
+    if slice_in_study:  # the slice before it in the series, as a UID remapped consistently
+        image_ref = Dataset()
+        image_ref.ReferencedSOPClassUID = CT_IMAGE_STORAGE
+        image_ref.ReferencedSOPInstanceUID = _uid(profile.name, seed, "instance", index - 1)
+        ds.ReferencedImageSequence = Sequence([image_ref])
     ds.BodyPartExamined = "ABDOMEN"
     ds.SliceThickness = "5.0"
     ds.KVP = "120"

@@ -151,10 +151,21 @@ def test_it_scrubs_the_phantom_header_private_tags_and_extras(marked):
 
 
 def test_it_leaves_none_of_the_phantoms_identifying_values(tmp_path):
-    write_ct_dataset(tmp_path, profile="hospital-b", count=1, seed=5, rows=48, cols=48)
-    path = tmp_path / "slice_0000.dcm"
+    write_ct_dataset(tmp_path, profile="hospital-b", count=2, seed=5, rows=48, cols=48)
+    path = tmp_path / "slice_0001.dcm"  # the second slice also refers to the first
     ds = pydicom.dcmread(path)
     data = ingest_file(path, uid_secret=SECRET).data
+    nested = (
+        ds.OtherPatientIDsSequence[0].PatientID,
+        ds.ReferencedStudySequence[0].ReferencedSOPInstanceUID,
+        ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID,
+    )
+    for value in nested:
+        assert value.encode() not in data, value
+    out = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data))
+    assert "OtherPatientIDsSequence" not in out and out.ReferencedStudySequence == []
+    first = ingest_file(tmp_path / "slice_0000.dcm", uid_secret=SECRET)
+    assert out.ReferencedImageSequence[0].ReferencedSOPInstanceUID == first.sop_uid_new
     for keyword in (
         "PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "InstitutionAddress",
         "ReferringPhysicianName", "AccessionNumber", "StudyDate", "OperatorsName", "StationName",
