@@ -10,8 +10,8 @@ var/bench-data), times in separate processes that never import torch:
   de-identify, re-serialise, container, encrypt, hash, store.
 
 Floor and ingest alternate for three rounds and the fastest run of each
-counts, so a slow spell of the shared disk does not decide the ratio. Targets (issue 3): ratio >= 0.5, peak RSS of
-the ingest process < 256 MB.
+counts, so a slow spell of the shared disk does not decide the ratio.
+Targets (issue 3): ratio >= 0.5, peak RSS of the ingest process < 256 MB.
 
 Generating 2048 phantoms takes ~0.4 s each, so the set is a few generated
 slices copied under fresh UIDs (the output says so); pixel data are never
