@@ -29,9 +29,10 @@ from portal.consortium.apis import (
     _jsonable,
 )
 from portal.core.apis import ServiceError
+from portal.core.signing import parse_bytes32
 from portal.datasets import selectors, services
 from portal.datasets.manifest import ManifestInvalid, grant_hash, parse_wrapped_key
-from portal.datasets.models import Dataset, Upload
+from portal.datasets.models import Dataset, Grant, Upload
 from portal.nodes.models import Node
 from portal.nodes.selectors import node_of
 
@@ -521,24 +522,60 @@ class GrantAddApi(APIView):
         return Response(GrantOutputSerializer(grant).data, status=status.HTTP_201_CREATED)
 
 
-class GrantRevokeTypedDataApi(APIView):
-    permission_classes = [IsUploader, SecondFactorVerified]
-
-    @extend_schema(
-        tags=["datasets"], request=None, responses={200: TypedDataSerializer, **_errors(403, 404)}
+def _version_field() -> serializers.IntegerField:
+    return serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text=(
+            "the version whose grant to revoke; left out, the node's newest grant. A node "
+            "holds one grant per dataset on chain: a newer version's grant replaces the older"
+        ),
     )
-    def post(self, request: Request, dataset_id: uuid.UUID, node_id: str) -> Response:
-        dataset = _owned(request, dataset_id, "revoke grants of")
-        typed = services.grant_revoke_typed_data(dataset=dataset, node=_node_ref(node_id))
-        return Response(_typed(typed))
 
 
-class GrantRevokeApi(APIView):
-    """Stop releasing ciphertext to a node; a key it already unwrapped cannot be recalled."""
+def _grant_ref(request: Request, dataset: Dataset, node_id: str, version: int | None) -> Grant:
+    node_id = parse_bytes32(node_id, "node id")
+    grant = selectors.grant_get(
+        viewer=request.user, dataset=dataset, node_id=node_id, version_number=version
+    )
+    if grant is None:
+        which = f"v{version} of " if version else ""
+        raise NotFound(f"node {node_id} holds no grant on {which}{dataset.title}")
+    return grant
+
+
+class GrantRevokeTypedDataApi(APIView):
+    """The RevokeGrant typed data for a node's grant on a version (or its newest grant)."""
 
     permission_classes = [IsUploader, SecondFactorVerified]
 
     class InputSerializer(serializers.Serializer):
+        version = _version_field()
+
+        class Meta:
+            ref_name = "DatasetGrantRevokeTypedDataInput"
+
+    @extend_schema(
+        tags=["datasets"],
+        request=InputSerializer,
+        responses={200: TypedDataSerializer, **_errors(400, 403, 404)},
+    )
+    def post(self, request: Request, dataset_id: uuid.UUID, node_id: str) -> Response:
+        dataset = _owned(request, dataset_id, "revoke grants of")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        grant = _grant_ref(request, dataset, node_id, data.validated_data.get("version"))
+        return Response(_typed(services.grant_revoke_typed_data(grant=grant)))
+
+
+class GrantRevokeApi(APIView):
+    """Revoke a node's grant on a version (or its newest grant), on chain: the portal releases
+    no more ciphertext to the node; a key it already unwrapped cannot be recalled."""
+
+    permission_classes = [IsUploader, SecondFactorVerified]
+
+    class InputSerializer(serializers.Serializer):
+        version = _version_field()
         signature = _signature_field("the owner's governance key (RevokeGrant)")
 
         class Meta:
@@ -547,18 +584,17 @@ class GrantRevokeApi(APIView):
     @extend_schema(
         tags=["datasets"],
         request=InputSerializer,
-        responses={200: DatasetOutputSerializer, **_errors(400, 403, 404, 409)},
+        responses={200: GrantOutputSerializer, **_errors(400, 403, 404, 409)},
     )
     def post(self, request: Request, dataset_id: uuid.UUID, node_id: str) -> Response:
         dataset = _owned(request, dataset_id, "revoke grants of")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = services.grant_revoke(
-            dataset=dataset,
-            node=_node_ref(node_id),
+        grant = services.grant_revoke(
+            grant=_grant_ref(request, dataset, node_id, data.validated_data.get("version")),
             signature=data.validated_data.get("signature") or None,
         )
-        return Response(_catalogue(dataset))
+        return Response(GrantOutputSerializer(grant).data)
 
 
 class WithdrawTypedDataApi(APIView):

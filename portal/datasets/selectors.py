@@ -71,6 +71,17 @@ def grant_list(*, viewer: User, dataset: Dataset) -> QuerySet[Grant]:
     )
 
 
+def grant_get(
+    *, viewer: User, dataset: Dataset, node_id: str, version_number: int | None
+) -> Grant | None:
+    """One grant, for the owner: of a version to a node, or without a version the node's
+    newest. A grant in force comes first where a node was granted a version again."""
+    grants = grant_list(viewer=viewer, dataset=dataset).filter(node__node_id=node_id)
+    if version_number is not None:
+        grants = grants.filter(version__number=version_number)
+    return grants.filter(state=Grant.State.ACTIVE).first() or grants.first()
+
+
 def access_log_list(*, viewer: User, dataset: Dataset) -> QuerySet[AccessLog]:
     if not owned_dataset_list(viewer=viewer).filter(pk=dataset.pk).exists():
         return AccessLog.objects.none()

@@ -578,30 +578,66 @@ def grant_add(
     return grant
 
 
-def grant_revoke_typed_data(*, dataset: Dataset, node: Node) -> dict[str, Any]:
-    return dataset_registry().revoke_grant_typed(
-        signer=dataset.owner.governance_address, dataset_id=dataset.chain_id, node_id=node.node_id
+def _node_name(node: Node) -> str:
+    return node.label or node.node_id[:10]
+
+
+def _revocable(registry: DatasetRegistry, grant: Grant) -> None:
+    """Refuse, saying why, unless ``grant`` is the node's grant in force, here and on chain.
+
+    The chain keeps one grant per dataset and node: recording a newer version's grant
+    replaces the older one, so only the newest grant to a node is ever in force.
+    """
+    dataset = grant.version.dataset
+    where = f"v{grant.version.number} of {dataset.title}"
+    node = f"node {_node_name(grant.node)}"
+    if grant.state == Grant.State.REVOKED:
+        tx = f" (transaction {grant.revoked_tx})" if grant.revoked_tx else ""
+        raise ServiceError(f"{node} holds no active grant on {where}: it was already revoked{tx}")
+    if grant.state == Grant.State.REPLACED:
+        raise ServiceError(
+            f"{node} holds no active grant on {where}: its grant on a newer version replaced "
+            "it, so nothing is released under it; revoke the active grant instead"
+        )
+    if grant.state != Grant.State.ACTIVE:
+        raise ServiceError(f"the grant of {where} to {node} is not recorded on chain yet")
+    on_chain = registry.grant_of(dataset.chain_id, grant.node.node_id)
+    if not on_chain.active or "0x" + on_chain.grant_hash.hex() != grant.grant_hash:
+        raise ServiceError(
+            f"the chain does not hold the grant of {where} to {node} in force: the portal has "
+            "not caught up with the chain yet; reload the page in a moment",
+            code="out_of_sync",
+        )
+
+
+def grant_revoke_typed_data(*, grant: Grant) -> dict[str, Any]:
+    """The RevokeGrant typed data for one grant in force (it names the dataset and node)."""
+    registry = dataset_registry()
+    _revocable(registry, grant)
+    dataset = grant.version.dataset
+    return registry.revoke_grant_typed(
+        signer=dataset.owner.governance_address,
+        dataset_id=dataset.chain_id,
+        node_id=grant.node.node_id,
     )
 
 
-def grant_revoke(*, dataset: Dataset, node: Node, signature: str | None) -> Dataset:
-    """Stop releasing ciphertext to the node (a key it already unwrapped cannot be recalled)."""
-    if not Grant.objects.filter(
-        version__dataset=dataset, node=node, state=Grant.State.ACTIVE
-    ).exists():
-        raise ServiceError(f"node {node.node_id} holds no active grant on {dataset.title}")
-    typed = grant_revoke_typed_data(dataset=dataset, node=node)
+def grant_revoke(*, grant: Grant, signature: str | None) -> Grant:
+    """Revoke one version's grant to one node, on chain: the portal releases nothing more
+    to that node (a key it already unwrapped cannot be recalled)."""
+    typed = grant_revoke_typed_data(grant=grant)
+    dataset = grant.version.dataset
     sig = member_signature(dataset.owner, typed, signature)
     registry = dataset_registry()
     receipt = registry.revoke_grant_by_sig(
         dataset_id=dataset.chain_id,
-        node_id=node.node_id,
+        node_id=grant.node.node_id,
         signer=dataset.owner.governance_address,
         signature=sig,
     )
     mirror_receipt(registry, receipt)
-    dataset.refresh_from_db()
-    return dataset
+    grant.refresh_from_db()
+    return grant
 
 
 def withdraw_typed_data(*, dataset: Dataset) -> dict[str, Any]:

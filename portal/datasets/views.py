@@ -37,8 +37,9 @@ from portal.consortium.views import (
     typed_response,
 )
 from portal.core.apis import ServiceError
+from portal.core.signing import parse_bytes32
 from portal.datasets import selectors, services
-from portal.datasets.models import Dataset, DatasetVersion
+from portal.datasets.models import Dataset, DatasetVersion, Grant
 from portal.datasets.selectors import uploader_member
 from portal.nodes.selectors import node_list
 
@@ -65,6 +66,22 @@ def _visible(request: HttpRequest, dataset_id: uuid.UUID) -> Dataset:
 def _is_manager(request: HttpRequest, dataset: Dataset) -> bool:
     """The owner's admin or a data steward: the one who sees content and acts."""
     return selectors.owned_dataset_list(viewer=request.user).filter(pk=dataset.pk).exists()
+
+
+def _posted_grant(request: HttpRequest, dataset: Dataset) -> Grant:
+    """The grant the form names by node and version (no version: the node's newest)."""
+    node_id = parse_bytes32(request.POST.get("node_id", ""), "node id")
+    raw = request.POST.get("version", "").strip()
+    if raw and not (raw.isdigit() and int(raw) >= 1):
+        raise ServiceError("the version must be a positive whole number")
+    number = int(raw) if raw else None
+    grant = selectors.grant_get(
+        viewer=request.user, dataset=dataset, node_id=node_id, version_number=number
+    )
+    if grant is None:
+        which = f"v{number} of " if number else ""
+        raise ServiceError(f"node {node_id} holds no grant on {which}{dataset.title}")
+    return grant
 
 
 def _shown_versions() -> Prefetch:
@@ -111,14 +128,13 @@ def dataset_detail_page(request: HttpRequest, dataset_id: uuid.UUID) -> HttpResp
                 )
                 messages.success(request, f"{dataset.title} is withdrawn, on chain.")
             elif action == "revoke":
-                node = services.node_get(request.POST.get("node_id", ""))
-                services.grant_revoke(
-                    dataset=dataset, node=node, signature=signature_or_demo(request)
-                )
+                grant = _posted_grant(request, dataset)
+                grant = services.grant_revoke(grant=grant, signature=signature_or_demo(request))
                 messages.success(
                     request,
-                    f"The grant to node {node.label or node.node_id[:10]} is revoked: the portal "
-                    "releases no more ciphertext to it.",
+                    f"The grant of v{grant.version.number} to node "
+                    f"{grant.node.label or grant.node.node_id[:10]} is revoked, on chain: the "
+                    "portal releases no more of this dataset's ciphertext to that node.",
                 )
             else:
                 raise ServiceError("choose an action: withdraw the dataset or revoke a grant")
@@ -178,13 +194,12 @@ def withdraw_typed_data(request: HttpRequest, dataset_id: uuid.UUID) -> JsonResp
 @require_POST
 @login_required
 def revoke_typed_data(request: HttpRequest, dataset_id: uuid.UUID) -> JsonResponse:
-    """The RevokeGrant typed data for the node named in the form."""
+    """The RevokeGrant typed data for the grant (version and node) named in the form."""
     dataset = _managed_or_error(request, dataset_id)
     if isinstance(dataset, JsonResponse):
         return dataset
     try:
-        node = services.node_get(request.POST.get("node_id", ""))
-        typed = services.grant_revoke_typed_data(dataset=dataset, node=node)
+        typed = services.grant_revoke_typed_data(grant=_posted_grant(request, dataset))
     except REFUSALS as exc:
         return json_error(refusal_message(exc))
     return typed_response(typed, dataset.owner.governance_address)

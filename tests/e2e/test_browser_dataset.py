@@ -79,7 +79,13 @@ def browser_vendor_files() -> None:
     bundle = VENDOR / "medchain-py" / "bundle.json"
     if not bundle.exists() or not (VENDOR / "pyodide" / "pyodide.mjs").exists():
         pytest.fail("portal/static/vendor/ is missing: run `make static`", pytrace=False)
-    for name in ("deid.py", "deid_profile.json", "dicom_ingest.py", "annotations.py"):
+    for name in (
+        "deid.py",
+        "deid_profile.json",
+        "dicom_ingest.py",
+        "dicom_fast.py",
+        "annotations.py",
+    ):
         copied = (VENDOR / "medchain-py" / "training" / name).read_bytes()
         if copied != (ROOT / "training" / name).read_bytes():
             pytest.fail(f"portal/static/vendor/ holds a stale training/{name}: run `make static`")
@@ -102,6 +108,43 @@ def _cli(path: Path) -> dict[str, Any]:
     except IngestRefused as exc:
         return {"ok": False, "reason": exc.reason}
     return {"ok": True, "data": result.data, "new": result.sop_uid_new}
+
+
+def _steward(member: Any) -> Any:
+    """The member's data steward (no second factor: stewards sign in with a password)."""
+    from portal.consortium import services
+    from portal.consortium.models import Staff
+
+    return services.staff_create(
+        member=member,
+        username="mary-steward",
+        password=STEWARD_PASSWORD,
+        email="steward@mary.example",
+        role=Staff.Role.STEWARD,
+    ).user
+
+
+def _node(member: Any, folder: Path, label: str) -> tuple[Any, Any]:
+    """A training node of `member` registered with a fresh keystore: (node, keystore)."""
+    from portal.nodes import services
+    from portal.nodes.keystore import NodeKeystore
+
+    keys = NodeKeystore.create(folder, NODE_PASSWORD)
+    node = services.node_register(
+        member=member,
+        node_id=keys.identity.node_id,
+        signer_address=keys.identity.signer_address,
+        data_public_key=keys.identity.data_public_key,
+        label=label,
+    )
+    return node, keys
+
+
+def _sign_in_steward(page: Any, next_url: str) -> None:
+    page.goto(f"/accounts/login/?next={next_url}")
+    page.get_by_label("Username").fill("mary-steward")
+    page.get_by_label("Password").fill(STEWARD_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
 
 
 def test_browser_deidentification_is_byte_identical_to_the_cli(
@@ -207,25 +250,10 @@ def test_a_steward_uploads_a_dataset_from_the_browser(
     from portal.consortium import services as consortium_services
     from portal.consortium.models import Member, Staff
     from portal.datasets.models import Dataset, Grant
-    from portal.nodes import services as node_services
-    from portal.nodes.keystore import NodeKeystore
 
     mary = Member.objects.get(governance_address=consortium[0].address)
-    consortium_services.staff_create(
-        member=mary,
-        username="mary-steward",
-        password=STEWARD_PASSWORD,
-        email="steward@mary.example",
-        role=Staff.Role.STEWARD,
-    )
-    keys = NodeKeystore.create(tmp_path / "node", NODE_PASSWORD)
-    node = node_services.node_register(
-        member=mary,
-        node_id=keys.identity.node_id,
-        signer_address=keys.identity.signer_address,
-        data_public_key=keys.identity.data_public_key,
-        label="mary-gpu-1",
-    )
+    _steward(mary)
+    node, keys = _node(mary, tmp_path / "node", "mary-gpu-1")
     source = tmp_path / "dicom"
     # Twelve 256x256 slices: two ciphertext chunks of 1 MiB.
     annotations = write_ct_dataset(source, profile="hospital-a", count=12, seed=5)
@@ -237,10 +265,7 @@ def test_a_steward_uploads_a_dataset_from_the_browser(
     # The steward's wallet holds the member's governance key: it signs manifest and grant.
     steward = browser_persona("steward", consortium[0].key)
     page = steward.page
-    page.goto("/accounts/login/?next=/datasets/upload/")
-    page.get_by_label("Username").fill("mary-steward")
-    page.get_by_label("Password").fill(STEWARD_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    _sign_in_steward(page, "/datasets/upload/")
     expect(page.get_by_role("heading", name="Upload a dataset")).to_be_visible()
     expect(page.get_by_label("mary-gpu-1")).to_be_checked()
     page.get_by_label("Title").fill("Phantom liver CT")
@@ -356,21 +381,179 @@ def test_a_steward_uploads_a_dataset_from_the_browser(
 def test_only_an_admin_or_steward_of_an_active_member_opens_the_upload_page(
     consortium, clinician, member_admin, client
 ):
-    from portal.consortium import services
-    from portal.consortium.models import Member, Staff
+    from portal.consortium.models import Member
 
     assert client.get("/datasets/upload/").url.startswith("/accounts/login/")
     client.force_login(clinician)
     assert client.get("/datasets/upload/").status_code == 403
     client.force_login(member_admin)  # an admin proves the second factor first
     assert client.get("/datasets/upload/").url.startswith("/accounts/two-factor/")
-    steward = services.staff_create(
-        member=Member.objects.get(governance_address=consortium[0].address),
-        username="mary-steward",
-        password=STEWARD_PASSWORD,
-        email="steward@mary.example",
-        role=Staff.Role.STEWARD,
-    )
-    client.force_login(steward.user)
+    client.force_login(_steward(Member.objects.get(governance_address=consortium[0].address)))
     page = client.get("/datasets/upload/")
     assert page.status_code == 200 and b'id="dataset-upload"' in page.content
+
+
+# The owner's page: revoking one version's grant and withdrawing, signed by the wallet.
+
+# What a wallet does when its user presses "Reject": EIP-1193 error 4001.
+JS_WALLET_REJECTS = """() => {
+  const request = window.ethereum.request;
+  window.ethereum.request = async (args) => {
+    if (args.method === "eth_signTypedData_v4") {
+      const err = new Error("User rejected the request.");
+      err.code = 4001;
+      throw err;
+    }
+    return request(args);
+  };
+}"""
+
+
+def _two_version_dataset(user: Any, member: Any, nodes: list[Any], tmp_path: Path) -> Any:
+    """A dataset made through the upload services, signed by the demo keystore:
+    v1 granted to every node in `nodes`, v2 to the first only (replacing its v1 grant)."""
+    from portal.datasets import services
+    from portal.datasets.models import Dataset
+    from training.crypto import wrap_key
+
+    source = tmp_path / "owner-dicom"
+    annotations = write_ct_dataset(source, profile="hospital-a", count=3, seed=3, rows=64, cols=64)
+    dataset_id = uuid.uuid4()
+    for number, granted in ((1, nodes), (2, nodes[:1])):
+        folder = tmp_path / f"owner-pkg-v{number}"
+        package = package_dataset(
+            source, annotations, folder, dataset_id=str(dataset_id), uid_secret=UID_SECRET
+        )
+        grants = [
+            services.GrantRequest(
+                node=n,
+                wrapped_key=wrap_key(
+                    package.data_key,
+                    bytes.fromhex(n.data_public_key[2:]),
+                    dataset_id=str(dataset_id),
+                    node_id=n.node_id,
+                ).to_bytes(),
+            )
+            for n in granted
+        ]
+        upload, _ = services.upload_create(
+            user=user,
+            member=member,
+            dataset_id=dataset_id,
+            title="Phantom owner CT",
+            manifest=package.manifest,
+            signer=None,
+            signature=None,
+            grants=grants,
+        )
+        for index in range(upload.expected_chunks):
+            data = (folder / chunk_file_name(index)).read_bytes()
+            services.upload_chunk_store(upload=upload, index=index, data=data)
+        assert services.upload_commit(upload=upload).error == ""
+    return Dataset.objects.get(pk=dataset_id)
+
+
+def _owner_page_setup(consortium: Any, tmp_path: Path) -> tuple[Any, Any, Any]:
+    """(dataset, the owner's node, another member's node) for St. Mary's steward."""
+    from portal.consortium.models import Member
+
+    mary = Member.objects.get(governance_address=consortium[0].address)
+    city = Member.objects.get(governance_address=consortium[1].address)
+    steward = _steward(mary)
+    own, _ = _node(mary, tmp_path / "own-node", "mary-gpu-1")
+    server, _ = _node(city, tmp_path / "server-node", "city-gpu-1")
+    return _two_version_dataset(steward, mary, [own, server], tmp_path), own, server
+
+
+def _grant_row(page: Any, version: int, node: Any) -> Any:
+    return page.get_by_test_id(f"grant-v{version}-{node.node_id}")
+
+
+def test_a_steward_revokes_one_versions_grant_and_withdraws_with_the_wallet(
+    consortium, datasets_chain, browser_persona, tmp_path
+):
+    from rest_framework.test import APIClient
+
+    from portal.nodes.services import node_token_issue
+
+    dataset, own, server = _owner_page_setup(consortium, tmp_path)
+    steward = browser_persona("steward", consortium[0].key)
+    page = steward.page
+    _sign_in_steward(page, f"/datasets/{dataset.pk}/")
+    expect(page.get_by_role("heading", name="Phantom owner CT")).to_be_visible()
+    expect(_grant_row(page, 1, own)).to_contain_text("Replaced by a newer grant")
+    expect(_grant_row(page, 1, server)).to_contain_text("server")
+    expect(_grant_row(page, 2, own)).to_contain_text("own")
+
+    # Revoke v1's grant to the other member's node; v2's grant to the owner's node stays.
+    row = _grant_row(page, 1, server)
+    row.get_by_role("button", name="Revoke with wallet").click()
+    expect(page.locator(".messages")).to_contain_text(
+        "The grant of v1 to node city-gpu-1 is revoked"
+    )
+    expect(_grant_row(page, 1, server).get_by_test_id("grant-status")).to_contain_text("Revoked")
+    expect(_grant_row(page, 2, own).get_by_test_id("grant-status")).to_contain_text("Active")
+    assert [t["primaryType"] for t in steward.signed] == ["RevokeGrant"]
+    assert steward.signed[0]["message"]["nodeId"] == server.node_id
+    assert not datasets_chain.grant_of(dataset.chain_id, server.node_id).active
+    assert datasets_chain.grant_of(dataset.chain_id, own.node_id).active
+    steward.screenshot("dataset-owner-revoked.png")
+
+    # Withdraw the dataset: on chain, shown, and the API releases nothing more.
+    node_api = APIClient()
+    node_api.credentials(HTTP_AUTHORIZATION=f"Token {node_token_issue(node=own)}")
+    chunk = f"/api/v1/datasets/{dataset.pk}/node/chunks/0/?version=2"
+    released = node_api.get(chunk)
+    assert released.status_code == 200
+    released.close()
+    page.get_by_role("button", name="Withdraw with wallet").click()
+    expect(page.locator(".messages")).to_contain_text("Phantom owner CT is withdrawn, on chain.")
+    expect(page.get_by_test_id("dataset-status")).to_contain_text("Withdrawn")
+    expect(page.get_by_test_id("dataset-withdraw")).to_contain_text("is withdrawn")
+    expect(page.get_by_role("button", name="Withdraw with wallet")).to_have_count(0)
+    steward.screenshot("dataset-owner-withdrawn.png")
+    assert [t["primaryType"] for t in steward.signed] == ["RevokeGrant", "WithdrawDataset"]
+    assert datasets_chain.dataset(dataset.chain_id).withdrawn
+    dataset.refresh_from_db()
+    assert dataset.status == "withdrawn" and dataset.withdrawn_tx
+    for url in (chunk, f"/api/v1/datasets/{dataset.pk}/node/manifest/"):
+        refused = node_api.get(url)
+        assert refused.status_code == 403 and "Withdrawn" in refused.json()["error"]
+    assert steward.errors == [], steward.errors
+
+
+def test_a_signature_the_wallet_rejects_changes_nothing(
+    consortium, datasets_chain, browser_persona, tmp_path
+):
+    from portal.datasets.models import Grant
+
+    dataset, own, server = _owner_page_setup(consortium, tmp_path)
+    steward = browser_persona("steward", consortium[0].key)
+    page = steward.page
+    _sign_in_steward(page, f"/datasets/{dataset.pk}/")
+    expect(page.get_by_role("heading", name="Phantom owner CT")).to_be_visible()
+    page.evaluate(JS_WALLET_REJECTS)
+    declined = "You declined the request in your wallet; nothing was sent."
+
+    row = _grant_row(page, 2, own)
+    row.get_by_role("button", name="Revoke with wallet").click()
+    status = row.locator("[data-wallet-status]")
+    expect(status).to_have_attribute("data-kind", "error")
+    expect(status).to_contain_text(declined)
+    expect(row.get_by_role("button", name="Revoke with wallet")).to_be_enabled()
+
+    withdraw = page.get_by_test_id("dataset-withdraw")
+    withdraw.get_by_role("button", name="Withdraw with wallet").click()
+    expect(withdraw.locator("[data-wallet-status]")).to_contain_text(declined)
+
+    assert steward.signed == [] and steward.errors == []
+    expect(page.locator(".messages")).to_have_count(0)
+    assert datasets_chain.grant_of(dataset.chain_id, own.node_id).active
+    assert not datasets_chain.dataset(dataset.chain_id).withdrawn
+    grant = Grant.objects.get(version__dataset=dataset, version__number=2, node=own)
+    assert grant.state == Grant.State.ACTIVE
+    dataset.refresh_from_db()
+    assert dataset.status == "active"
+    page.reload()
+    expect(_grant_row(page, 2, own).get_by_test_id("grant-status")).to_contain_text("Active")
+    expect(page.get_by_test_id("dataset-status")).to_contain_text("Active")

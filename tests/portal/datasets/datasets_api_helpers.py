@@ -9,6 +9,8 @@ from typing import Any
 
 import requests
 from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from requests.adapters import BaseAdapter
 from rest_framework.test import APIClient
 
@@ -65,6 +67,37 @@ def put_chunk(api: APIClient, upload_id: str, index: int, data: bytes):
     return api.put(
         f"{UPLOADS}{upload_id}/chunks/{index}/", data, content_type="application/octet-stream"
     )
+
+
+def upload_and_commit(
+    api: APIClient, package: PackageResult, grants: list[dict[str, str]], folder: Path
+) -> dict[str, Any]:
+    """Upload the package packaged into `folder` and commit it; the dataset as the API says."""
+    upload = create_upload(api, package, grants)
+    assert upload.status_code in (200, 201), upload.content
+    body = upload.json()
+    for index in range(body["expected_chunks"]):
+        data = (folder / chunk_file_name(index)).read_bytes()
+        stored = put_chunk(api, body["id"], index, data)
+        assert stored.status_code == 200, stored.content
+    committed = api.post(f"{UPLOADS}{body['id']}/commit/")
+    assert committed.status_code == 200, committed.content
+    return committed.json()["dataset"]
+
+
+def signed_in(user: Any) -> Client:
+    """A client signed in as `user`, second factor verified (admins need it)."""
+    client = Client()
+    client.force_login(user)
+    device = TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
+def messages_of(response: Any) -> list[str]:
+    return [str(m) for m in response.context["messages"]] if response.context else []
 
 
 def sign(key: str, typed: dict[str, Any]) -> str:

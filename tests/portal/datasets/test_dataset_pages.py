@@ -16,33 +16,18 @@ from datasets_api_helpers import (
     chunk_bytes,
     create_upload,
     grant_entry,
+    messages_of,
     node_api,
     put_chunk,
     sign,
+    signed_in,
 )
 from django.test import Client
 from django.urls import reverse
-from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from portal.datasets.models import Dataset, Grant
 
 pytestmark = pytest.mark.django_db
-
-
-def signed_in(user: Any) -> Client:
-    """A client signed in as `user`, second factor verified (admins need it)."""
-    client = Client()
-    client.force_login(user)
-    device = TOTPDevice.objects.create(user=user, name="test", confirmed=True)
-    session = client.session
-    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-    session.save()
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    return [str(m) for m in response.context["messages"]] if response.context else []
 
 
 @pytest.fixture
