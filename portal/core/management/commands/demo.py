@@ -2,9 +2,14 @@
 
 Starts an anvil node (state under var/), migrates, deploys the registry with
 three founding hospitals, admits a fourth by vote, registers a training node
-of the first hospital, then runs a Celery worker, Celery beat, the ASGI web
-server and the hospital node worker, each a child process stopped by its PID
-on Ctrl-C. A second run reuses var/ (chain state and database) unless --fresh.
+of the first hospital and gives it a data steward with a Data delegate key,
+then runs a Celery worker, Celery beat, the ASGI web server and the hospital
+node worker, each a child process stopped by its PID on Ctrl-C. Once the node
+has checked in, the steward uploads synthetic CT phantoms the way a hospital
+does (`upload_dataset` over the HTTP API) and the demo waits for the node to
+fetch, verify and decrypt them. A second run reuses var/ (chain state,
+database, the uploaded dataset) unless --fresh; --seed-only stops before the
+servers, so it uploads nothing.
 """
 
 from __future__ import annotations
@@ -21,18 +26,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
+import requests
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from eth_account import Account
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from chain import eip712
@@ -46,6 +54,11 @@ FOUNDERS = [
 APPLICANT = ("Harbour Hospital", "harbour")
 DEMO_PASSWORD = "medchain-demo"
 NODE_PASSWORD = "medchain-demo-node"
+STEWARD = "mary-steward"
+# Fixed, so a second run finds it; --fresh forgets the chain that anchored it.
+DEMO_DATASET_ID = uuid.UUID("6d656463-6861-4e00-8000-64656d6f0001")
+DEMO_DATASET_TITLE = "St. Mary's phantom CT (demo)"
+DEMO_SLICES = 8
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 
 
@@ -147,7 +160,9 @@ class Command(BaseCommand):
         parser.add_argument("--chain-port", type=int, default=8545, help="anvil port")
         parser.add_argument("--fresh", action="store_true", help="forget var/ state first")
         parser.add_argument(
-            "--seed-only", action="store_true", help="seed, then stop (no servers left running)"
+            "--seed-only",
+            action="store_true",
+            help="seed the chain and database, then stop (no servers, no dataset upload)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -190,20 +205,21 @@ class Command(BaseCommand):
             connections.close_all()
             for path in [state, db_file, Path(f"{db_file}-wal"), Path(f"{db_file}-shm")]:
                 path.unlink(missing_ok=True)
-            for sub in ("demo-keystores", "nodes", "broker"):
+            for sub in ("demo-keystores", "nodes", "broker", "demo-data"):
                 _rmtree(self.var / sub)
             (self.var / "celerybeat-schedule").unlink(missing_ok=True)
             for sub in ("queue", "processed", "control"):
                 (self.var / "broker" / sub).mkdir(parents=True, exist_ok=True)
 
     def _run(self, anvil: AnvilNode, children: Children, *, seed_only: bool) -> None:
-        steps: list[tuple[str, Callable[[], None]]] = [
+        steps: list[tuple[str, Callable[[], str | None]]] = [
             ("Starting the chain (anvil)", lambda: self._start_chain(anvil, children)),
             ("Migrating the database", self._migrate),
             ("Deploying the consortium registry", self._deploy),
             ("Admitting Harbour Hospital by vote", self._admit_applicant),
             ("Creating the demo logins", self._logins),
             ("Registering St. Mary's training node", self._register_node),
+            ("Giving St. Mary's a data steward and a Data delegate key", self._data_steward),
         ]
         if not seed_only:
             steps += [
@@ -211,6 +227,9 @@ class Command(BaseCommand):
                 ("Starting the ASGI web server (daphne)", lambda: self._start_web(children)),
                 ("Starting the hospital node worker", lambda: self._start_node(children)),
                 ("Waiting for the node to check in", self._await_check_in),
+                ("Writing St. Mary's synthetic CT phantoms", self._make_phantoms),
+                ("Uploading them as St. Mary's data steward", self._upload_dataset),
+                ("Waiting for St. Mary's node to decrypt them", self._await_decryption),
             ]
         columns = (
             SpinnerColumn(),
@@ -224,17 +243,19 @@ class Command(BaseCommand):
             for description, step in steps:
                 progress.update(task, description=description)
                 started = time.monotonic()
-                step()
+                note = step()
                 progress.console.print(
-                    f"[green]✓[/] {description} [dim]({time.monotonic() - started:.1f} s)[/]"
+                    f"[green]✓[/] {description}{f' — {escape(note)}' if note else ''} "
+                    f"[dim]({time.monotonic() - started:.1f} s)[/]"
                 )
                 progress.advance(task)
         if seed_only:
             return
+        self.console.print(self._dataset_summary())
         url = f"http://127.0.0.1:{self.port}/"
         logins = ", ".join(f"{short}-admin" for _, short in [*FOUNDERS, APPLICANT])
         self.console.print(
-            f"[bold green]MedChain is running at {url}[/] — demo logins {logins} "
+            f"[bold green]MedChain is running at {url}[/] — demo logins {logins}, {STEWARD} "
             f"(password {DEMO_PASSWORD}); logs in var/log/; Ctrl-C stops everything."
         )
         while True:
@@ -398,6 +419,45 @@ class Command(BaseCommand):
         os.chmod(token_file, 0o600)
         self.token_file = token_file
 
+    def _data_steward(self) -> None:
+        """St. Mary's steward login, and a Data delegate key that signs its manifests."""
+        from django.contrib.auth import get_user_model
+
+        from chain.registry import Scope
+        from portal.consortium import services
+        from portal.consortium.models import Delegate, Member, Staff
+        from portal.core import chain as portal_chain
+        from portal.core.sync import chain_sync_run
+
+        name, short = FOUNDERS[0]
+        member = Member.objects.get(name=name)
+        if not get_user_model().objects.filter(username=STEWARD).exists():
+            services.staff_create(
+                member=member,
+                username=STEWARD,
+                password=DEMO_PASSWORD,
+                email=f"steward@{short}.example",
+                role=Staff.Role.STEWARD,
+            )
+        delegate, _ = self._demo_account(f"{short}-data")
+        self.data_delegate = delegate
+        if Delegate.objects.filter(
+            member=member, address=delegate, scope=Delegate.Scope.DATA, enabled=True
+        ).exists():
+            return
+        # The member's governance key signs the delegation; the portal's relayer sends it.
+        _, governance_key = self._demo_account(short)
+        registry = portal_chain.registry()
+        typed = registry.set_delegate_typed(member.governance_address, delegate, Scope.DATA, True)
+        registry.set_delegate_by_sig(
+            delegate,
+            Scope.DATA,
+            True,
+            member.governance_address,
+            eip712.sign_typed(governance_key, typed),
+        )
+        chain_sync_run()
+
     def _start_workers(self, children: Children) -> None:
         celery = str(Path(sys.executable).parent / "celery")
         env = self._child_env(self.anvil)
@@ -445,6 +505,98 @@ class Command(BaseCommand):
         if not self._await(checked_in, 60, every=1.0, nudge=15):
             raise CommandError("the node did not check in within 60 s: see var/log/node.log")
 
+    def _make_phantoms(self) -> str:
+        from training.phantoms import write_ct_dataset
+
+        source = self.var / "demo-data" / FOUNDERS[0][1]
+        # annotations.json is written last: without it the slices are rewritten, identically.
+        if (source / "annotations.json").exists():
+            return f"already in {source}"
+        write_ct_dataset(source, profile="hospital-a", count=DEMO_SLICES, seed=0)
+        return f"{DEMO_SLICES} slices in {source}"
+
+    def _upload_dataset(self) -> str | None:
+        """What a hospital's steward runs: `upload_dataset` against the running web server."""
+        from portal.consortium.services import DEMO_KEYSTORE_PASSWORD
+        from portal.datasets.models import Dataset
+
+        uploaded = Dataset.objects.filter(pk=DEMO_DATASET_ID)
+        if uploaded.exclude(status=Dataset.Status.UPLOADING).exists():
+            self.uploaded_now = False
+            return "already uploaded, skipped"
+        self.uploaded_now = True
+        data = self.var / "demo-data"
+        base = f"http://127.0.0.1:{self.port}"
+        token_file = data / f"{STEWARD}.token"
+        token_file.write_text(_api_token(base, STEWARD, DEMO_PASSWORD))
+        os.chmod(token_file, 0o600)
+        password_file = data / "keystore-password"
+        password_file.write_text(DEMO_KEYSTORE_PASSWORD)
+        governance, _ = self._demo_account(FOUNDERS[0][1])
+        errors = io.StringIO()
+        call_command(
+            "upload_dataset",
+            str(data / FOUNDERS[0][1]),
+            portal=base,
+            token_file=str(token_file),
+            keystore=str(_demo_keystore(self.data_delegate)),
+            password_file=str(password_file),
+            grant_keystore=str(_demo_keystore(governance)),
+            grant_password_file=str(password_file),
+            title=DEMO_DATASET_TITLE,
+            dataset_id=str(DEMO_DATASET_ID),
+            work_dir=str(data / f"upload-{FOUNDERS[0][1]}"),
+            no_progress=True,
+            stdout=io.StringIO(),
+            stderr=errors,
+        )
+        return errors.getvalue().strip() or None
+
+    def _await_decryption(self) -> None:
+        from portal.datasets.models import AccessLog
+        from portal.datasets.tasks import fetch_and_verify
+        from portal.nodes.models import Node
+
+        by_node = AccessLog.objects.filter(
+            dataset_id=DEMO_DATASET_ID, node__node_id=self.node_id, what="dataset"
+        )
+
+        def decrypted() -> bool:
+            refused = by_node.filter(action=AccessLog.Action.REFUSE).first()
+            if refused is not None:
+                raise CommandError(f"St. Mary's node refused the demo dataset: {refused.detail}")
+            return by_node.filter(action=AccessLog.Action.DECRYPT).exists()
+
+        if not self.uploaded_now and not decrypted():
+            # An earlier run stopped before the node was done: ask again (the task is idempotent).
+            queue = Node.objects.get(node_id=self.node_id).queue
+            fetch_and_verify.apply_async(args=[str(DEMO_DATASET_ID), None], queue=queue)
+        if not self._await(decrypted, 120, every=1.0):
+            raise CommandError(
+                "St. Mary's node did not decrypt the demo dataset within 120 s: "
+                "see var/log/node.log and var/log/worker.log"
+            )
+
+    def _dataset_summary(self) -> str:
+        from portal.datasets.models import AccessLog, Dataset, DatasetVersion
+
+        dataset = Dataset.objects.get(pk=DEMO_DATASET_ID)
+        versions = dataset.versions.exclude(state=DatasetVersion.State.UPLOADING)
+        shown = versions.order_by("-number").first()
+        assert shown is not None  # anchored before the node could decrypt it
+        log = (
+            AccessLog.objects.filter(dataset=dataset, action=AccessLog.Action.DECRYPT)
+            .select_related("node")
+            .first()
+        )
+        node = str(log.node) if log is not None and log.node is not None else "the node"
+        return (
+            f"[bold]Dataset {escape(dataset.title)}[/] decrypted and verified on {escape(node)}: "
+            f"{dataset.instances} instances, {dataset.boxes} boxes, version {shown.number}, "
+            f"anchored in tx {shown.anchored_tx} (manifest {shown.manifest_sha256}) — "
+            f"http://127.0.0.1:{self.port}/datasets/{dataset.pk}/"
+        )
+
     def _await(
         self, ready: Callable[[], bool], seconds: float, *, every: float = 0.5, nudge: float = 0
     ) -> bool:
@@ -470,6 +622,22 @@ def _http_status(url: str) -> int | None:
         return exc.code
     except OSError:
         return None
+
+
+def _api_token(base: str, username: str, password: str) -> str:
+    """The steward's API token, asked of the portal as a hospital's script would."""
+    response = requests.post(
+        f"{base}/api/v1/auth/token/",
+        json={"username": username, "password": password},
+        timeout=30,
+    )
+    if not response.ok:
+        raise CommandError(f"the portal refused {username}'s token: {response.text[:200]}")
+    return str(response.json()["token"])
+
+
+def _demo_keystore(address: str) -> Path:
+    return Path(settings.DEMO_KEYSTORE_DIR) / f"{address.lower()}.json"
 
 
 def _interrupt(signum: int, frame: object) -> None:

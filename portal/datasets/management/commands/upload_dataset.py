@@ -18,6 +18,7 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from eth_account import Account
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
 
 from chain import eip712
@@ -97,6 +98,9 @@ class Command(BaseCommand):
         parser.add_argument("--dataset-id", help="an own dataset's id, for a new version")
         parser.add_argument("--uid-secret-file", type=Path, help="HMAC secret for UID remapping")
         parser.add_argument("--work-dir", type=Path, help="default: var/uploads/<source hash>")
+        parser.add_argument(
+            "--no-progress", action="store_true", help="no progress bars (for logs and scripts)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         for name in _PATHS:  # call_command() passes strings through unconverted
@@ -121,6 +125,7 @@ class Command(BaseCommand):
         work = options["work_dir"] or _default_work_dir(source)
         work.mkdir(parents=True, exist_ok=True)
         state = _load_state(work)
+        self.show_progress = not options["no_progress"]
         if "manifest" not in state:
             state = self._package(source, annotations, work, key, portal, options)
         result = self._upload(portal, work, state, key, grant_key)
@@ -159,7 +164,7 @@ class Command(BaseCommand):
             for stale in package_dir.iterdir():
                 stale.unlink()
             package_dir.rmdir()
-        with _progress() as progress:
+        with _progress(enabled=self.show_progress) as progress:
             task = progress.add_task("de-identify + encrypt", total=None)
             try:
                 result = package_dataset(
@@ -212,7 +217,7 @@ class Command(BaseCommand):
             state["upload_id"] = upload["id"]
             _save_state(work, state)
         sizes = {c["index"]: c["size"] for c in upload["chunks"]}
-        with _progress() as progress:
+        with _progress(enabled=self.show_progress) as progress:
             task = progress.add_task(
                 "upload",
                 total=sum(sizes.values()),
@@ -332,10 +337,13 @@ def _save_state(work: Path, state: dict[str, Any]) -> None:
     tmp.replace(work / STATE)
 
 
-def _progress() -> Progress:
+def _progress(*, enabled: bool) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TransferSpeedColumn(),
+        # Quiet too: a disabled bar still prints a blank line on stop when not on a terminal.
+        console=None if enabled else Console(quiet=True),
+        disable=not enabled,
     )

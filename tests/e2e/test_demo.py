@@ -1,0 +1,215 @@
+"""`manage.py demo` end to end, as a person runs it: a child process on free ports
+with its own var/ folder, stopped with Ctrl-C (SIGINT).
+
+The first run seeds the consortium, starts every server, uploads St. Mary's
+phantom CT dataset through the HTTP API and waits for the node to decrypt it;
+the second run on the same var/ finds the dataset and uploads nothing. The
+test reads the demo's database with plain SQL as an observer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+pytestmark = pytest.mark.timeout(600)
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNING = re.compile(r"MedChain is running at (http://\S+/)")
+DECRYPTED = re.compile(
+    r"Dataset (.+) decrypted and verified on .+: (\d+) instances, (\d+) boxes, version (\d+), "
+    r"anchored in tx (0x[0-9a-f]{64}) .*(http://\S+/datasets/([0-9a-f-]{36})/)"
+)
+STEWARD = ("mary-steward", "medchain-demo")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Demo:
+    """One `manage.py demo` process and the lines it has printed so far."""
+
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = pattern.search(self.output)
+            if found:
+                return found
+            if self.proc.poll() is not None:
+                time.sleep(0.5)  # let the reader take the last lines
+                raise AssertionError(f"the demo exited ({self.proc.returncode}):\n{self.output}")
+            time.sleep(0.5)
+        raise AssertionError(f"no {pattern.pattern!r} within {timeout:.0f} s:\n{self.output}")
+
+    def interrupt(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=60)
+
+
+def start_demo(var: Path, port: int, chain_port: int) -> Demo:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MEDCHAIN_", "CHAIN_", "CELERY_", "DATABASE_", "REDIS_", "DJANGO_"))
+    }
+    # Wide enough that rich never wraps the lines the test reads.
+    env.update({"MEDCHAIN_VAR_DIR": str(var), "COLUMNS": "400", "PYTHONUNBUFFERED": "1"})
+    argv = [sys.executable, str(ROOT / "manage.py"), "demo"]
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port), "--chain-port", str(chain_port)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return Demo(proc)
+
+
+def recorded_pids(var: Path) -> dict[str, int]:
+    return {name: int(pid) for name, pid in json.loads((var / "demo.pids").read_text()).items()}
+
+
+def assert_all_gone(pids: dict[str, int]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = {name: pid for name, pid in pids.items() if _alive(pid)}
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, f"still running after Ctrl-C: {alive}"
+    groups = set(pids.values())
+    stragglers = [p.pid for p in psutil.process_iter() if _group_of(p.pid) in groups]
+    assert not stragglers, f"pool processes of the demo's children left behind: {stragglers}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def steward_catalogue(base: str) -> list[dict[str, object]]:
+    token = requests.post(
+        f"{base}api/v1/auth/token/",
+        json={"username": STEWARD[0], "password": STEWARD[1]},
+        timeout=30,
+    )
+    assert token.status_code == 200, token.text
+    listed = requests.get(
+        f"{base}api/v1/datasets/",
+        headers={"Authorization": f"Token {token.json()['token']}"},
+        timeout=30,
+    )
+    assert listed.status_code == 200, listed.text
+    return list(listed.json())
+
+
+def steward_session(base: str) -> requests.Session:
+    """Signed in through the login page, as the steward's browser would be."""
+    session = requests.Session()
+    session.get(f"{base}accounts/login/", timeout=30).raise_for_status()
+    signed_in = session.post(
+        f"{base}accounts/login/",
+        data={
+            "username": STEWARD[0],
+            "password": STEWARD[1],
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        timeout=30,
+    )
+    assert signed_in.status_code == 200 and "/accounts/login/" not in signed_in.url
+    return session
+
+
+def count_rows(var: Path, table: str) -> int:
+    with sqlite3.connect(var / "medchain.sqlite3") as db:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+def test_it_shows_the_dataset_story_and_skips_the_upload_on_a_second_run(tmp_path: Path):
+    var = tmp_path / "var"
+    port, chain_port = free_port(), free_port()
+
+    demo = start_demo(var, port, chain_port)
+    try:
+        base = demo.wait_for(RUNNING, 300).group(1)
+        pids = recorded_pids(var)
+        decrypted = DECRYPTED.search(demo.output)
+        assert decrypted, demo.output
+        title, instances, boxes, version, tx, page, dataset_id = decrypted.groups()
+        assert title == "St. Mary's phantom CT (demo)"
+        assert (int(instances), int(version)) == (8, 1) and int(boxes) > 0
+        assert page == f"{base}datasets/{dataset_id}/"
+        assert requests.get(f"{base}health", timeout=30).status_code == 200
+        assert [d["id"] for d in steward_catalogue(base)] == [dataset_id]
+        browser = steward_session(base)
+        listing = browser.get(f"{base}datasets/", timeout=30)
+        assert listing.status_code == 200 and f"/datasets/{dataset_id}/" in listing.text
+        detail = browser.get(page, timeout=30)
+        assert detail.status_code == 200 and tx in detail.text
+    finally:
+        code = demo.interrupt()
+    assert code == 0, demo.output
+    assert "Stopped." in demo.output
+    assert {"anvil", "worker", "beat", "web", "node"} <= set(pids)
+    assert_all_gone(pids)
+    assert not (var / "demo.pids").exists()
+
+    again = start_demo(var, port, chain_port)
+    try:
+        again.wait_for(RUNNING, 300)
+        assert "already uploaded, skipped" in again.output
+        assert DECRYPTED.search(again.output) and dataset_id in again.output
+        pids = recorded_pids(var)
+    finally:
+        code = again.interrupt()
+    assert code == 0, again.output
+    assert_all_gone(pids)
+    assert (
+        count_rows(var, "datasets_dataset"),
+        count_rows(var, "datasets_datasetversion"),
+        count_rows(var, "datasets_upload"),
+    ) == (1, 1, 1)
