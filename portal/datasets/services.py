@@ -708,6 +708,15 @@ def node_grant(
     """The node's active grant on the version, or Refused (logged) saying why not."""
     if dataset.status != Dataset.Status.ACTIVE:
         raise _refuse(dataset, node, what, f"{dataset.title} is {dataset.get_status_display()}")
+    # The chain freezes a removed member's datasets and grants as they were: the portal
+    # itself stops releasing them, and stops releasing anything to a removed member's nodes.
+    for member, whose in ((dataset.owner, "its owner"), (node.member, "the node's member")):
+        if not member.is_active:
+            reason = (
+                f"{whose}, {member.name}, is {member.get_status_display().lower()} in the "
+                "consortium: nothing is released"
+            )
+            raise _refuse(dataset, node, what, reason)
     grants = Grant.objects.select_related("version").filter(
         version__dataset=dataset,
         node=node,

@@ -130,6 +130,28 @@ def test_withdrawal_stops_releases(anchored, node, member_admin, second_admin, a
     assert catalogue[0]["status"] == "withdrawn" and catalogue[0]["withdrawn_tx"]
 
 
+@pytest.mark.parametrize("removed", ["owner", "node's member"])
+def test_nothing_is_released_once_a_member_is_removed(anchored, node, other_node, removed):
+    """The mirror says what the chain says after a removal vote; releases stop at once."""
+    from portal.consortium.models import Member
+
+    fetching = node if removed == "owner" else other_node
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token_for(fetching)}")
+    chunk = f"/api/v1/datasets/{anchored['id']}/node/chunks/0/?version=1"
+    assert api.get(chunk).status_code == (200 if removed == "owner" else 403)
+    member = fetching.member
+    Member.objects.filter(pk=member.pk).update(status=Member.Status.REMOVED)
+
+    whose = "its owner" if removed == "owner" else "the node's member"
+    expected = f"{whose}, {member.name}, is removed in the consortium"
+    assert_json_error(api.get(chunk), 403, expected)
+    assert_json_error(api.get(f"/api/v1/datasets/{anchored['id']}/node/manifest/"), 403, expected)
+    logged = _log(anchored["id"], "refuse")
+    refused = {e.what for e in logged if e.node_id == fetching.pk and expected in e.detail}
+    assert refused == {"chunk", "manifest"}
+
+
 def test_revoking_a_grant_stops_releases_to_that_node(
     anchored, node, member_admin, api_as, datasets_chain
 ):
