@@ -29,6 +29,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--contrast", type=float, nargs=2, metavar=("LOW", "HIGH"), help="lesion HU offset"
         )
+        parser.add_argument(
+            "--lesion-radius",
+            type=float,
+            nargs=2,
+            metavar=("MIN", "MAX"),
+            help="lesion radius range in pixels at 256x256 (scaled with --size)",
+        )
         parser.add_argument("--noise", type=float, help="noise sigma (HU)")
         parser.add_argument("--texture", type=float, help="lesion texture amplitude (HU)")
         parser.add_argument("--distractors", type=int, help="look-alike structures per slice")
@@ -39,6 +46,11 @@ class Command(BaseCommand):
         overrides: dict[str, Any] = {}
         if opts["contrast"]:
             overrides["lesion_contrast_hu"] = tuple(opts["contrast"])
+        if opts["lesion_radius"]:
+            low, high = opts["lesion_radius"]
+            if not 1 <= low <= high:
+                raise CommandError("--lesion-radius needs 1 <= MIN <= MAX (pixels at 256x256)")
+            overrides["lesion_size_mix"] = ((1.0, low, high),)
         if opts["noise"] is not None:
             overrides["noise_sigma"] = opts["noise"]
         if opts["texture"] is not None:
