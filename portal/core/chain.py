@@ -4,7 +4,7 @@ and the registry wrapper at its recorded deployment address."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -15,6 +15,8 @@ from portal.core.models import ContractDeployment
 
 REGISTRY = "ConsortiumRegistry"
 DATASETS = "DatasetRegistry"
+
+W = TypeVar("W", ConsortiumRegistry, DatasetRegistry)
 
 _local = threading.local()
 _override: ChainClient | None = None
@@ -53,11 +55,26 @@ def deployment(name: str = REGISTRY) -> ContractDeployment:
 
 
 def registry() -> ConsortiumRegistry:
-    return ConsortiumRegistry(client(), deployment().address)
+    return _wrapper(ConsortiumRegistry, REGISTRY)
 
 
 def datasets() -> DatasetRegistry:
-    return DatasetRegistry(client(), deployment(DATASETS).address)
+    return _wrapper(DatasetRegistry, DATASETS)
+
+
+def _wrapper(kind: type[W], name: str) -> W:
+    """The wrapper at the recorded address, built once per thread and client.
+
+    Building one parses the ABI into a web3 contract (~10 ms): chain sync asks
+    for the registry once per event.
+    """
+    c = client()
+    address = deployment(name).address
+    cache: dict[tuple[str, str], Any] = _local.__dict__.setdefault("wrappers", {})
+    found = cache.get((name, address))
+    if not isinstance(found, kind) or found.client is not c:
+        found = cache[(name, address)] = kind(c, address)
+    return found
 
 
 def followed_contracts() -> list[tuple[ContractDeployment, list[dict[str, Any]]]]:
