@@ -56,6 +56,12 @@ TYPES: dict[str, list[tuple[str, str]]] = {
     ],
     "RevokeNode": [("nodeId", "bytes32"), ("nonce", "uint256")],
     "RotateNodeKey": [("nodeId", "bytes32"), ("dataKey", "bytes32"), ("nonce", "uint256")],
+    "ProposeRemoval": [("memberId", "uint256"), ("nonce", "uint256")],
+    "ProposeRotation": [
+        ("memberId", "uint256"),
+        ("newGovernance", "address"),
+        ("nonce", "uint256"),
+    ],
     # Off-chain only: a node proves it holds its registered signer key.
     "NodeCheckIn": [("nodeId", "bytes32"), ("challenge", "bytes32")],
     # DatasetRegistry (domain DATASETS_DOMAIN_NAME)
@@ -161,6 +167,19 @@ def vote(
 ) -> TypedData:
     msg = {"proposalId": proposal_id, "support": support, "voter": voter, "nonce": nonce}
     return typed_data("Vote", chain_id, contract, msg)
+
+
+def propose_removal(chain_id: int, contract: str, *, member_id: int, nonce: int) -> TypedData:
+    """Signed by an active hospital member's governance key."""
+    return typed_data("ProposeRemoval", chain_id, contract, {"memberId": member_id, "nonce": nonce})
+
+
+def propose_rotation(
+    chain_id: int, contract: str, *, member_id: int, new_governance: str, nonce: int
+) -> TypedData:
+    """Signed by the member itself or by an active hospital member's governance key."""
+    msg = {"memberId": member_id, "newGovernance": new_governance, "nonce": nonce}
+    return typed_data("ProposeRotation", chain_id, contract, msg)
 
 
 def set_delegate(

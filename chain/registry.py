@@ -221,6 +221,22 @@ class ConsortiumRegistry(ContractWrapper):
             nonce=self.nonce(voter),
         )
 
+    def propose_removal_typed(self, proposer: str, member_id: int) -> eip712.TypedData:
+        return eip712.propose_removal(
+            self.client.chain_id, self.address, member_id=member_id, nonce=self.nonce(proposer)
+        )
+
+    def propose_rotation_typed(
+        self, proposer: str, member_id: int, new_governance: str
+    ) -> eip712.TypedData:
+        return eip712.propose_rotation(
+            self.client.chain_id,
+            self.address,
+            member_id=member_id,
+            new_governance=to_checksum_address(new_governance),
+            nonce=self.nonce(proposer),
+        )
+
     def set_delegate_typed(
         self, member: str, delegate: str, scope: int, enabled: bool
     ) -> eip712.TypedData:
@@ -329,6 +345,44 @@ class ConsortiumRegistry(ContractWrapper):
             to_checksum_address(new_governance),
             sender_key=sender_key,
             gas=400_000,
+        )
+
+    def propose_removal_by_sig(
+        self,
+        member_id: int,
+        proposer: str,
+        signature: bytes | str,
+        *,
+        sender_key: str | None = None,
+    ) -> TxReceipt:
+        """Relayed: the proposer signed ``propose_removal_typed`` with its governance key."""
+        return self._send(
+            "proposeRemovalBySig",
+            member_id,
+            to_checksum_address(proposer),
+            as_signature(signature),
+            sender_key=sender_key,
+            gas=450_000,
+        )
+
+    def propose_rotation_by_sig(
+        self,
+        member_id: int,
+        new_governance: str,
+        proposer: str,
+        signature: bytes | str,
+        *,
+        sender_key: str | None = None,
+    ) -> TxReceipt:
+        """Relayed: the proposer signed ``propose_rotation_typed`` with its governance key."""
+        return self._send(
+            "proposeRotationBySig",
+            member_id,
+            to_checksum_address(new_governance),
+            to_checksum_address(proposer),
+            as_signature(signature),
+            sender_key=sender_key,
+            gas=450_000,
         )
 
     def vote(self, proposal_id: int, support: bool, *, sender_key: str | None = None) -> TxReceipt:

@@ -90,6 +90,9 @@ contract ConsortiumRegistry is EIP712, Nonces {
     bytes32 private constant _REVOKE_NODE_TYPEHASH = keccak256("RevokeNode(bytes32 nodeId,uint256 nonce)");
     bytes32 private constant _ROTATE_NODE_KEY_TYPEHASH =
         keccak256("RotateNodeKey(bytes32 nodeId,bytes32 dataKey,uint256 nonce)");
+    bytes32 private constant _PROPOSE_REMOVAL_TYPEHASH = keccak256("ProposeRemoval(uint256 memberId,uint256 nonce)");
+    bytes32 private constant _PROPOSE_ROTATION_TYPEHASH =
+        keccak256("ProposeRotation(uint256 memberId,address newGovernance,uint256 nonce)");
 
     uint16 private immutable _quorumBps;
     uint64 private immutable _votingPeriod;
@@ -265,10 +268,30 @@ contract ConsortiumRegistry is EIP712, Nonces {
         return _proposeChange(_activeHospital(msg.sender), memberId, ProposalKind.Removal, address(0));
     }
 
+    /// @notice Relayed form of {proposeRemoval}, signed by the proposer's governance key.
+    function proposeRemovalBySig(uint256 memberId, address proposer, bytes calldata signature)
+        external
+        returns (uint256)
+    {
+        bytes32 structHash = keccak256(abi.encode(_PROPOSE_REMOVAL_TYPEHASH, memberId, _useNonce(proposer)));
+        _checkSignature(proposer, structHash, signature);
+        return _proposeChange(_activeHospital(proposer), memberId, ProposalKind.Removal, address(0));
+    }
 
     /// @notice Propose moving a member's governance to `newGovernance`; sent by the member itself or a hospital.
     function proposeRotation(uint256 memberId, address newGovernance) external returns (uint256) {
         return _proposeRotation(msg.sender, memberId, newGovernance);
+    }
+
+    /// @notice Relayed form of {proposeRotation}, signed by the proposer's governance key.
+    function proposeRotationBySig(uint256 memberId, address newGovernance, address proposer, bytes calldata signature)
+        external
+        returns (uint256)
+    {
+        bytes32 structHash =
+            keccak256(abi.encode(_PROPOSE_ROTATION_TYPEHASH, memberId, newGovernance, _useNonce(proposer)));
+        _checkSignature(proposer, structHash, signature);
+        return _proposeRotation(proposer, memberId, newGovernance);
     }
 
     /// @notice Vote on an open proposal; the deciding vote applies the outcome.

@@ -101,3 +101,21 @@ def test_it_matches_the_contracts_domain_and_verifies_on_chain(client: ChainClie
     receipt = reg.vote_by_sig(1, True, CITY.address, eip712.sign_typed(CITY.key, typed))
     assert reg.decode_events(receipt)[0].args["memberId"] == 2
     assert fields == b"\x0f"
+
+
+def test_every_type_the_contracts_hash_matches_the_python_table() -> None:
+    """A typehash string in Solidity and the TYPES row it is signed with must agree."""
+    import re
+    from pathlib import Path
+
+    sources = Path(__file__).resolve().parents[2] / "contracts" / "src"
+    pattern = re.compile(r'keccak256\(\s*"(\w+)\(([^)]*)\)"\s*\)')
+    on_chain = {
+        name: fields
+        for path in sources.glob("*.sol")
+        for name, fields in pattern.findall(path.read_text())
+    }
+    assert {"ProposeRemoval", "ProposeRotation", "Vote", "AnchorManifest"} <= set(on_chain)
+    for name, fields in on_chain.items():
+        expected = ",".join(f"{kind} {field}" for field, kind in eip712.TYPES[name])
+        assert fields == expected, name

@@ -12,6 +12,7 @@ from registry_helpers import (
     NORTH,
     admit,
     reverts,
+    sign,
     sponsor,
 )
 
@@ -121,3 +122,59 @@ def test_it_frees_a_rejected_rotation_target(reg: ConsortiumRegistry) -> None:
     reg.vote(rotation, False, sender_key=NORTH.key)
     assert reg.proposal(rotation).status == ProposalStatus.REJECTED
     assert sponsor(reg, NEWKEY) == rotation + 1
+
+
+def test_it_opens_a_removal_relayed_with_the_proposers_signature(reg: ConsortiumRegistry) -> None:
+    typed = reg.propose_removal_typed(CITY.address, 3)
+    assert typed["primaryType"] == "ProposeRemoval"
+    with reverts("InvalidSignature", expected=CITY.address, recovered=EVE.address):
+        reg.propose_removal_by_sig(3, CITY.address, sign(EVE, typed))
+    receipt = reg.propose_removal_by_sig(3, CITY.address, sign(CITY, typed))
+    p = reg.proposal(_opened(reg, receipt))
+    assert (p.kind, p.subject_id, p.sponsor_id) == (ProposalKind.REMOVAL, 3, 2)
+    assert reg.nonce(CITY.address) == 1
+    _pass(reg, p.id)
+    assert not reg.member(3).active
+    # A signature is good once: its nonce is spent.
+    spent = {**typed, "message": {**typed["message"], "nonce": reg.nonce(CITY.address)}}
+    with reverts(
+        "InvalidSignature", expected=CITY.address, recovered=_recovered(spent, sign(CITY, typed))
+    ):
+        reg.propose_removal_by_sig(3, CITY.address, sign(CITY, typed))
+
+
+def test_it_refuses_a_relayed_removal_from_a_non_hospital(reg: ConsortiumRegistry) -> None:
+    typed = reg.propose_removal_typed(LAB.address, 1)
+    with reverts("NotHospital", memberId=4):
+        reg.propose_removal_by_sig(1, LAB.address, sign(LAB, typed))
+    typed = reg.propose_removal_typed(EVE.address, 1)
+    with reverts("NotMember", account=EVE.address):
+        reg.propose_removal_by_sig(1, EVE.address, sign(EVE, typed))
+
+
+def test_it_opens_a_rotation_relayed_for_the_member_itself(reg: ConsortiumRegistry) -> None:
+    typed = reg.propose_rotation_typed(LAB.address, 4, NEWKEY.address)
+    assert typed["message"]["newGovernance"] == NEWKEY.address
+    wrong = reg.propose_rotation_typed(LAB.address, 4, HARBOUR.address)
+    swapped = _recovered(typed, sign(LAB, wrong))
+    with reverts("InvalidSignature", expected=LAB.address, recovered=swapped):
+        # Signed for another new address: the relayer cannot swap the target.
+        reg.propose_rotation_by_sig(4, NEWKEY.address, LAB.address, sign(LAB, wrong))
+    receipt = reg.propose_rotation_by_sig(4, NEWKEY.address, LAB.address, sign(LAB, typed))
+    proposal_id = _opened(reg, receipt)
+    assert reg.proposal(proposal_id).account == NEWKEY.address
+    _pass(reg, proposal_id)
+    assert reg.member(4).governance == NEWKEY.address
+
+
+def test_it_refuses_a_relayed_rotation_to_an_address_in_use(reg: ConsortiumRegistry) -> None:
+    typed = reg.propose_rotation_typed(MARY.address, 1, CITY.address)
+    with reverts("AddressInUse", account=CITY.address):
+        reg.propose_rotation_by_sig(1, CITY.address, MARY.address, sign(MARY, typed))
+
+
+def _recovered(typed, signature: bytes) -> str:
+    """Whom ``signature`` recovers to over ``typed``, as the contract computes it."""
+    from chain import eip712
+
+    return eip712.recover_typed(typed, signature)
