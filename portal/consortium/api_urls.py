@@ -9,6 +9,26 @@ urlpatterns = [
     path("me/", apis.MeApi.as_view(), name="api-me"),
     path("members/", apis.MemberListApi.as_view(), name="api-member-list"),
     path("members/<int:member_id>/", apis.MemberDetailApi.as_view(), name="api-member-detail"),
+    path(
+        "members/<int:member_id>/removal/typed-data/",
+        apis.RemovalTypedDataApi.as_view(),
+        name="api-removal-typed-data",
+    ),
+    path(
+        "members/<int:member_id>/removal/",
+        apis.RemovalProposeApi.as_view(),
+        name="api-removal",
+    ),
+    path(
+        "members/<int:member_id>/rotation/typed-data/",
+        apis.RotationTypedDataApi.as_view(),
+        name="api-rotation-typed-data",
+    ),
+    path(
+        "members/<int:member_id>/rotation/",
+        apis.RotationProposeApi.as_view(),
+        name="api-rotation",
+    ),
     path("applications/", apis.ApplicationSubmitApi.as_view(), name="api-application-submit"),
     path(
         "applications/typed-data/",

@@ -1,4 +1,5 @@
-"""REST API for membership: applications, sponsoring, votes, staff, tokens.
+"""REST API for membership: applications, sponsoring, removal and rotation, votes, staff,
+tokens.
 
 Who sees what is decided by the selectors: an object outside the viewer's
 queryset is a 404; an action the viewer's role may not take is a 403.
@@ -333,6 +334,123 @@ class SponsorApi(MemberApi):
         proposal = services.admission_sponsor(
             sponsor=sponsor,
             applicant=applicant,
+            signature=data.validated_data.get("signature") or None,
+        )
+        return Response(ProposalOutputSerializer(proposal).data, status=status.HTTP_201_CREATED)
+
+
+def _member(request: Request, member_id: int) -> Member:
+    return get_object_or_404(selectors.member_list(viewer=request.user), pk=member_id)
+
+
+def _rotating_staff(request: Request, member: Member) -> Staff:
+    """The admin of `member` itself (while active), or of an active hospital member."""
+    staff = selectors.staff_of(request.user)
+    if (
+        staff is not None
+        and staff.role == Staff.Role.ADMIN
+        and staff.member_id == member.pk
+        and member.is_active
+    ):
+        return staff
+    return _governing_staff(request, f"propose a new governance address for {member.name}")
+
+
+class RemovalTypedDataApi(MemberApi):
+    """The EIP-712 removal proposal for the proposing member's wallet to sign."""
+
+    @extend_schema(
+        tags=["members"],
+        request=None,
+        responses={200: TypedDataSerializer, **_errors(400, 403, 404, 503)},
+    )
+    def post(self, request: Request, member_id: int) -> Response:
+        member = _member(request, member_id)
+        proposer = _governing_staff(request, "propose removing a member").member
+        return _typed_response(services.removal_typed_data(proposer=proposer, member=member))
+
+
+class RemovalProposeApi(MemberApi):
+    """Propose removing a member: opens a removal proposal on chain for the members to vote on."""
+
+    class InputSerializer(serializers.Serializer):
+        signature = _signature_field()
+
+        class Meta:
+            ref_name = "RemovalProposeInput"
+
+    @extend_schema(
+        tags=["members"],
+        request=InputSerializer,
+        responses={201: ProposalOutputSerializer, **_errors(400, 403, 404, 409, 503)},
+    )
+    def post(self, request: Request, member_id: int) -> Response:
+        member = _member(request, member_id)
+        proposer = _governing_staff(request, "propose removing a member").member
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        proposal = services.removal_propose(
+            proposer=proposer, member=member, signature=data.validated_data.get("signature") or None
+        )
+        return Response(ProposalOutputSerializer(proposal).data, status=status.HTTP_201_CREATED)
+
+
+def _new_governance_field() -> serializers.CharField:
+    return serializers.CharField(
+        help_text="the address (0x + 40 hex) that is to sign for the member; no member, "
+        "applicant or delegate may have used it"
+    )
+
+
+class RotationTypedDataApi(MemberApi):
+    """The EIP-712 rotation proposal for the proposing member's wallet to sign."""
+
+    class InputSerializer(serializers.Serializer):
+        new_governance = _new_governance_field()
+
+        class Meta:
+            ref_name = "RotationTypedDataInput"
+
+    @extend_schema(
+        tags=["members"],
+        request=InputSerializer,
+        responses={200: TypedDataSerializer, **_errors(400, 403, 404, 503)},
+    )
+    def post(self, request: Request, member_id: int) -> Response:
+        member = _member(request, member_id)
+        proposer = _rotating_staff(request, member).member
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        typed = services.rotation_typed_data(
+            proposer=proposer, member=member, new_governance=data.validated_data["new_governance"]
+        )
+        return _typed_response(typed)
+
+
+class RotationProposeApi(MemberApi):
+    """Propose a new governance address for a member (its own admin or a hospital's may)."""
+
+    class InputSerializer(serializers.Serializer):
+        new_governance = _new_governance_field()
+        signature = _signature_field()
+
+        class Meta:
+            ref_name = "RotationProposeInput"
+
+    @extend_schema(
+        tags=["members"],
+        request=InputSerializer,
+        responses={201: ProposalOutputSerializer, **_errors(400, 403, 404, 409, 503)},
+    )
+    def post(self, request: Request, member_id: int) -> Response:
+        member = _member(request, member_id)
+        proposer = _rotating_staff(request, member).member
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        proposal = services.rotation_propose(
+            proposer=proposer,
+            member=member,
+            new_governance=data.validated_data["new_governance"],
             signature=data.validated_data.get("signature") or None,
         )
         return Response(ProposalOutputSerializer(proposal).data, status=status.HTTP_201_CREATED)

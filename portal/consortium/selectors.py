@@ -40,6 +40,27 @@ def proposal_list(*, viewer: AbstractBaseUser | AnonymousUser) -> QuerySet[Propo
     return base.filter(subject=own) if own else base.none()
 
 
+def pending_change(*, member: Member) -> Proposal | None:
+    """The member's undecided removal or rotation; the contract allows one at a time."""
+    return (
+        Proposal.objects.filter(
+            subject=member,
+            kind__in=[Proposal.Kind.REMOVAL, Proposal.Kind.ROTATION],
+            status=Proposal.Status.OPEN,
+        )
+        .order_by("-chain_proposal_id")
+        .first()
+    )
+
+
+def pending_changes(*, viewer: AbstractBaseUser | AnonymousUser) -> dict[int, int]:
+    """Member pk → number of its undecided removal or rotation, among what the viewer sees."""
+    rows = proposal_list(viewer=viewer).filter(
+        kind__in=[Proposal.Kind.REMOVAL, Proposal.Kind.ROTATION], status=Proposal.Status.OPEN
+    )
+    return dict(rows.values_list("subject_id", "chain_proposal_id"))
+
+
 def applications_awaiting_sponsor(*, viewer: AbstractBaseUser | AnonymousUser) -> QuerySet[Member]:
     return member_list(viewer=viewer).filter(status=Member.Status.APPLIED)
 

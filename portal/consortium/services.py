@@ -1,4 +1,4 @@
-"""Writes for membership: applications, sponsoring, votes, staff.
+"""Writes for membership: applications, sponsoring, removal and rotation, votes, staff.
 
 Every chain action is signed by the member (its wallet, or in the embedded
 demo its keystore under var/) and relayed by the portal, which then mirrors
@@ -15,10 +15,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from eth_utils import keccak
+from web3.types import TxReceipt
 
 from chain import eip712
 from chain.keystore import read_keystore, write_keystore
-from portal.consortium.models import Invitation, Member, Proposal, Role, Staff
+from portal.consortium import selectors
+from portal.consortium.models import Delegate, Invitation, Member, Proposal, Role, Staff
 from portal.core import chain as portal_chain
 from portal.core.apis import ServiceError
 from portal.core.signing import (
@@ -204,8 +206,126 @@ def admission_sponsor(
         sponsor_signature=sig,
     )
     _after_chain_write()
-    opened = [e for e in registry.decode_events(receipt) if e.name == "ProposalOpened"]
+    return _opened_proposal(receipt)
+
+
+def _opened_proposal(receipt: TxReceipt) -> Proposal:
+    """The mirrored proposal that the transaction in `receipt` opened."""
+    events = portal_chain.registry().decode_events(receipt)
+    opened = [e for e in events if e.name == "ProposalOpened"]
     return Proposal.objects.get(chain_proposal_id=opened[0].args["proposalId"])
+
+
+def _check_changeable(member: Member) -> None:
+    if not member.is_active or member.chain_member_id is None:
+        raise ServiceError(
+            f"{member.name} is not an active member ({member.get_status_display().lower()})"
+        )
+    pending = selectors.pending_change(member=member)
+    if pending is None:
+        return
+    number = pending.chain_proposal_id
+    if pending.is_open:
+        raise ServiceError(
+            f"{member.name} already has a {pending.get_kind_display().lower()} proposal open "
+            f"(#{number}): it must be decided before another change is proposed"
+        )
+    raise ServiceError(
+        f"{member.name}'s {pending.get_kind_display().lower()} proposal #{number} is past its "
+        "deadline but not closed: finalize it first"
+    )
+
+
+def _check_removal(*, proposer: Member, member: Member) -> None:
+    if not proposer.can_vote:
+        raise ServiceError("only an active hospital member can propose removing a member")
+    _check_changeable(member)
+
+
+def removal_typed_data(*, proposer: Member, member: Member) -> dict[str, Any]:
+    """What the proposer signs to open a removal proposal for `member`."""
+    _check_removal(proposer=proposer, member=member)
+    assert member.chain_member_id is not None  # _check_changeable
+    return eip712.propose_removal(
+        **chain_domain(),
+        member_id=member.chain_member_id,
+        nonce=portal_chain.registry().nonce(proposer.governance_address),
+    )
+
+
+def removal_propose(*, proposer: Member, member: Member, signature: str | None = None) -> Proposal:
+    """Open a proposal to remove `member`, signed by an active hospital member."""
+    typed = removal_typed_data(proposer=proposer, member=member)
+    sig = member_signature(proposer, typed, signature)
+    # Relay exactly what was signed.
+    receipt = portal_chain.registry().propose_removal_by_sig(
+        member_id=typed["message"]["memberId"],
+        proposer=proposer.governance_address,
+        signature=sig,
+    )
+    _after_chain_write()
+    return _opened_proposal(receipt)
+
+
+def _check_new_governance(value: str) -> str:
+    address = parse_address(value, "new governance address")
+    holder = Member.objects.filter(governance_address=address).first()
+    if holder is not None:
+        raise ServiceError(
+            f"{address} is already the governance address of {holder.name} "
+            f"({holder.get_status_display().lower()}): choose an address no member has used"
+        )
+    if Delegate.objects.filter(address=address).exists():
+        raise ServiceError(f"{address} is already a member's delegate address: choose another")
+    pending = Proposal.objects.filter(
+        new_governance_address=address, status=Proposal.Status.OPEN
+    ).first()
+    if pending is not None:
+        raise ServiceError(
+            f"{address} is already proposed for {pending.subject.name} in proposal "
+            f"#{pending.chain_proposal_id}: choose another"
+        )
+    return address
+
+
+def _check_rotation(*, proposer: Member, member: Member, new_governance: str) -> str:
+    own = proposer.pk == member.pk and proposer.is_active
+    if not own and not proposer.can_vote:
+        raise ServiceError(
+            f"only {member.name} itself or an active hospital member can propose a new "
+            "governance address for it"
+        )
+    _check_changeable(member)
+    return _check_new_governance(new_governance)
+
+
+def rotation_typed_data(*, proposer: Member, member: Member, new_governance: str) -> dict[str, Any]:
+    """What the proposer signs to open a proposal moving `member` to `new_governance`."""
+    address = _check_rotation(proposer=proposer, member=member, new_governance=new_governance)
+    assert member.chain_member_id is not None  # _check_changeable
+    return eip712.propose_rotation(
+        **chain_domain(),
+        member_id=member.chain_member_id,
+        new_governance=address,
+        nonce=portal_chain.registry().nonce(proposer.governance_address),
+    )
+
+
+def rotation_propose(
+    *, proposer: Member, member: Member, new_governance: str, signature: str | None = None
+) -> Proposal:
+    """Open a proposal to move `member`'s governance to a new address; members vote on it."""
+    typed = rotation_typed_data(proposer=proposer, member=member, new_governance=new_governance)
+    sig = member_signature(proposer, typed, signature)
+    # Relay exactly what was signed.
+    receipt = portal_chain.registry().propose_rotation_by_sig(
+        member_id=typed["message"]["memberId"],
+        new_governance=typed["message"]["newGovernance"],
+        proposer=proposer.governance_address,
+        signature=sig,
+    )
+    _after_chain_write()
+    return _opened_proposal(receipt)
 
 
 def vote_typed_data(*, voter: Member, proposal: Proposal, support: bool) -> dict[str, Any]:

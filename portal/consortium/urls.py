@@ -21,6 +21,16 @@ urlpatterns = [
     path(
         "members/<int:pk>/sponsor/typed-data", views.sponsor_typed_data, name="sponsor_typed_data"
     ),
+    path("members/<int:pk>/removal/", views.removal, name="removal"),
+    path(
+        "members/<int:pk>/removal/typed-data", views.removal_typed_data, name="removal_typed_data"
+    ),
+    path("members/<int:pk>/rotation/", views.rotation, name="rotation"),
+    path(
+        "members/<int:pk>/rotation/typed-data",
+        views.rotation_typed_data,
+        name="rotation_typed_data",
+    ),
     path("proposals/", views.proposals, name="proposals"),
     path("proposals/<int:number>/", views.proposal, name="proposal"),
     path("proposals/<int:number>/typed-data", views.vote_typed_data, name="vote_typed_data"),

@@ -1,4 +1,5 @@
-"""Server-rendered pages for membership: apply, sponsor, vote, staff, two-factor login.
+"""Server-rendered pages for membership: apply, sponsor, propose removal or rotation, vote,
+staff, two-factor login.
 
 Views stay thin: they read through selectors, write through services, and turn
 every refusal (a ServiceError, a contract revert, an unreachable chain) into a
@@ -81,6 +82,16 @@ def _acting_staff(request: HttpRequest) -> Staff | None:
     if staff is None or staff.role != Staff.Role.ADMIN or not staff.member.can_vote:
         return None
     return staff
+
+
+def _rotating_staff(request: HttpRequest, member: Member) -> Staff | None:
+    """The admin who may propose a new governance address for `member`: the admin of an
+    active hospital member, or of `member` itself."""
+    staff = selectors.staff_of(request.user)
+    if staff is None or staff.role != Staff.Role.ADMIN:
+        return None
+    own = staff.member_id == member.pk and staff.member.is_active
+    return staff if own or staff.member.can_vote else None
 
 
 def has_demo_key(member: Member) -> bool:
@@ -319,15 +330,20 @@ def apply_typed_data(request: HttpRequest) -> JsonResponse:
 @member_required
 def members(request: HttpRequest) -> HttpResponse:
     rows = selectors.member_list(viewer=request.user)
+    own = selectors.staff_of(request.user)
+    pending = selectors.pending_changes(viewer=request.user)
     return render(
         request,
         "consortium/members.html",
         {
             "section": "members",
-            "active_members": rows.filter(status=Member.Status.ACTIVE),
+            "active_rows": [
+                (m, pending.get(m.pk)) for m in rows.filter(status=Member.Status.ACTIVE)
+            ],
             "applicants": rows.filter(status=Member.Status.APPLIED),
             "others": rows.exclude(status__in=[Member.Status.ACTIVE, Member.Status.APPLIED]),
             "can_act": _acting_staff(request) is not None,
+            "own_admin_of": own.member_id if own and own.role == Staff.Role.ADMIN else None,
         },
     )
 
@@ -377,6 +393,113 @@ def sponsor_typed_data(request: HttpRequest, pk: int) -> JsonResponse:
         )
     try:
         typed = services.sponsor_typed_data(sponsor=acting.member, applicant=applicant)
+    except REFUSALS as exc:
+        return json_error(refusal_message(exc))
+    return typed_response(typed, acting.member.governance_address)
+
+
+# --- Proposing removal and rotation -------------------------------------------------------
+
+
+def _change_context(request: HttpRequest, member: Member, acting: Staff | None) -> dict[str, Any]:
+    return {
+        "section": "members",
+        "member": member,
+        "acting": acting,
+        "pending": selectors.pending_change(member=member),
+        "demo_available": acting is not None and has_demo_key(acting.member),
+    }
+
+
+@member_required
+def removal(request: HttpRequest, pk: int) -> HttpResponse:
+    member = get_object_or_404(selectors.member_list(viewer=request.user), pk=pk)
+    acting = _acting_staff(request)
+    if request.method == "POST":
+        try:
+            if acting is None:
+                raise ServiceError(
+                    "only the admin of an active member hospital can propose a removal"
+                )
+            proposal = services.removal_propose(
+                proposer=acting.member, member=member, signature=signature_or_demo(request)
+            )
+        except REFUSALS as exc:
+            messages.error(request, refusal_message(exc))
+            return redirect("removal", pk=pk)
+        messages.success(
+            request,
+            f"You proposed removing {member.name}: proposal #{proposal.chain_proposal_id} is "
+            "open for votes.",
+        )
+        return redirect("proposal", number=proposal.chain_proposal_id)
+    return render(request, "consortium/removal.html", _change_context(request, member, acting))
+
+
+@require_POST
+@member_required
+def removal_typed_data(request: HttpRequest, pk: int) -> JsonResponse:
+    member = get_object_or_404(selectors.member_list(viewer=request.user), pk=pk)
+    acting = _acting_staff(request)
+    if acting is None:
+        return json_error("only the admin of an active member hospital can propose a removal", 403)
+    try:
+        typed = services.removal_typed_data(proposer=acting.member, member=member)
+    except REFUSALS as exc:
+        return json_error(refusal_message(exc))
+    return typed_response(typed, acting.member.governance_address)
+
+
+_ROTATION_REFUSED = (
+    "only the admin of an active member hospital, or of the member itself, can propose a new "
+    "governance address"
+)
+
+
+@member_required
+def rotation(request: HttpRequest, pk: int) -> HttpResponse:
+    member = get_object_or_404(selectors.member_list(viewer=request.user), pk=pk)
+    acting = _rotating_staff(request, member)
+    new_governance = request.POST.get("new_governance", "").strip()
+    if request.method == "POST":
+        try:
+            if acting is None:
+                raise ServiceError(_ROTATION_REFUSED)
+            proposal = services.rotation_propose(
+                proposer=acting.member,
+                member=member,
+                new_governance=new_governance,
+                signature=signature_or_demo(request),
+            )
+        except REFUSALS as exc:
+            # Shown on the page again, with the address kept, rather than redirected.
+            messages.error(request, refusal_message(exc))
+        else:
+            messages.success(
+                request,
+                f"You proposed moving {member.name}'s governance to "
+                f"{proposal.new_governance_address}: proposal #{proposal.chain_proposal_id} is "
+                "open for votes.",
+            )
+            return redirect("proposal", number=proposal.chain_proposal_id)
+    context = _change_context(request, member, acting)
+    context["new_governance"] = new_governance
+    return render(request, "consortium/rotation.html", context)
+
+
+@require_POST
+@member_required
+def rotation_typed_data(request: HttpRequest, pk: int) -> JsonResponse:
+    member = get_object_or_404(selectors.member_list(viewer=request.user), pk=pk)
+    acting = _rotating_staff(request, member)
+    if acting is None:
+        return json_error(_ROTATION_REFUSED, 403)
+    try:
+        typed = services.rotation_typed_data(
+            proposer=acting.member,
+            member=member,
+            new_governance=request.POST.get("new_governance", "").strip(),
+        )
     except REFUSALS as exc:
         return json_error(refusal_message(exc))
     return typed_response(typed, acting.member.governance_address)
