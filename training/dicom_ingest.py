@@ -52,7 +52,7 @@ def ingest_file(path: str | Path, *, uid_secret: bytes) -> IngestedInstance:
     :func:`ingest_file_pydicom`; every other file, and every refusal, is
     decided by the pydicom path.
     """
-    from training.dicom_fast import ingest_path
+    from training.dicom_fast import ingest_path  # here: it imports IngestedInstance from us
 
     fast = ingest_path(path, uid_secret=uid_secret, profile=load_profile())
     return fast if fast is not None else ingest_file_pydicom(path, uid_secret=uid_secret)
