@@ -186,7 +186,7 @@ class _Walk:
         parts: list[bytes | memoryview] = []
         previous = 0x0002FFFF  # the dataset starts after the File Meta group
         while pos < size:
-            tag, vr, start, end = self.header(pos, limit=size)
+            tag, vr, start, end = _header(self.raw, pos, limit=size)
             if tag <= previous:
                 raise _Decline
             previous = tag
@@ -208,29 +208,6 @@ class _Walk:
             self.element(target, tag, vr, pos, start, end, top=True)
             pos = self.skipped if end == UNDEFINED_LENGTH else end
         raise _Decline  # no Pixel Data
-
-    def header(self, pos: int, *, limit: int) -> tuple[int, bytes, int, int]:
-        """Tag, VR, value start and value end (UNDEFINED_LENGTH for an open sequence)."""
-        raw = self.raw
-        if pos + 8 > limit:
-            raise _Decline
-        group, element = struct.unpack_from("<HH", raw, pos)
-        vr = bytes(raw[pos + 4 : pos + 6])
-        if vr not in _STANDARD_VRS and vr != b"SQ":
-            raise _Decline
-        if vr in _LONG_VRS:
-            (length,) = struct.unpack_from("<I", raw, pos + 8)
-            start = pos + 12
-        else:
-            (length,) = struct.unpack_from("<H", raw, pos + 6)
-            start = pos + 8
-        if length == UNDEFINED_LENGTH:
-            if vr != b"SQ":
-                raise _Decline  # encapsulated pixel data or an undefined-length UN
-            return group << 16 | element, vr, start, UNDEFINED_LENGTH
-        if length % 2 or start + length > limit:
-            raise _Decline
-        return group << 16 | element, vr, start, start + length
 
     def element(
         self,
@@ -316,7 +293,7 @@ class _Walk:
                         raise _Decline
                     pos += 8
                     break
-            tag, vr, start, value_end = self.header(pos, limit=end)
+            tag, vr, start, value_end = _header(self.raw, pos, limit=end)
             if tag <= previous or tag == SPECIFIC_CHARACTER_SET or tag >> 16 == 0xFFFE:
                 raise _Decline  # out of order, a nested character set, or a stray delimiter
             previous = tag
@@ -335,29 +312,40 @@ def _skip_file_meta(raw: memoryview) -> int:
     pos, size = 132, len(raw)
     syntax = b""
     previous = 0x00010000
-    while pos + 8 <= size:
-        group, element = struct.unpack_from("<HH", raw, pos)
-        if group != 2:
-            break
-        tag = group << 16 | element
-        vr = bytes(raw[pos + 4 : pos + 6])
-        if tag <= previous or vr not in _STANDARD_VRS:
+    while pos + 8 <= size and struct.unpack_from("<H", raw, pos)[0] == 2:
+        tag, vr, start, end = _header(raw, pos, limit=size)
+        if tag <= previous or vr == b"SQ":
             raise _Decline
-        if vr in _LONG_VRS:
-            (length,) = struct.unpack_from("<I", raw, pos + 8)
-            start = pos + 12
-        else:
-            (length,) = struct.unpack_from("<H", raw, pos + 6)
-            start = pos + 8
-        if length == UNDEFINED_LENGTH or start + length > size:
-            raise _Decline
-        if element == 0x0010:
-            syntax = bytes(raw[start : start + length])
+        if tag == 0x00020010:
+            syntax = bytes(raw[start:end])
         previous = tag
-        pos = start + length
+        pos = end
     if syntax.rstrip(b"\x00 ") != EXPLICIT_VR_LITTLE_ENDIAN:
         raise _Decline
     return pos
+
+
+def _header(raw: memoryview, pos: int, *, limit: int) -> tuple[int, bytes, int, int]:
+    """Tag, VR, value start and value end (UNDEFINED_LENGTH for an open sequence)."""
+    if pos + 8 > limit:
+        raise _Decline
+    group, element = struct.unpack_from("<HH", raw, pos)
+    vr = bytes(raw[pos + 4 : pos + 6])
+    if vr not in _STANDARD_VRS and vr != b"SQ":
+        raise _Decline
+    if vr in _LONG_VRS:
+        (length,) = struct.unpack_from("<I", raw, pos + 8)
+        start = pos + 12
+    else:
+        (length,) = struct.unpack_from("<H", raw, pos + 6)
+        start = pos + 8
+    if length == UNDEFINED_LENGTH:
+        if vr != b"SQ":
+            raise _Decline  # encapsulated pixel data or an undefined-length UN
+        return group << 16 | element, vr, start, UNDEFINED_LENGTH
+    if length % 2 or start + length > limit:
+        raise _Decline
+    return group << 16 | element, vr, start, start + length
 
 
 def _check_round_trip(vr: bytes, value: bytes) -> None:
