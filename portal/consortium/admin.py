@@ -68,11 +68,13 @@ class DelegateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Staff)
-class StaffAdmin(admin.ModelAdmin):
+class StaffAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Staff are invited and removed by their own hospital's admin in the portal; a governor
+    who could edit them here could make anyone an admin of any hospital."""
+
     list_display = ["user", "member", "role", "created_at"]
     list_filter = ["role", "member"]
     search_fields = ["user__username", "user__email", "member__name"]
-    raw_id_fields = ["user"]
 
 
 @admin.register(Invitation)

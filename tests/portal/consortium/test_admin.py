@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from portal.consortium.models import Member, Proposal, Vote
+from portal.consortium.models import Member, Proposal, Staff, Vote
 from tests.factories import (
+    ActiveMemberFactory,
     ChainEventRecordFactory,
     ChainSyncStateFactory,
     MemberFactory,
     ProposalFactory,
+    StaffFactory,
     SuperuserFactory,
     VoteFactory,
     verified_login,
@@ -104,6 +106,27 @@ def test_it_forbids_changing_a_member(governor):
     assert response.status_code == 403
     member.refresh_from_db()
     assert member.status == Member.Status.APPLIED
+
+
+def test_it_forbids_making_anyone_a_hospital_admin(governor):
+    staff = StaffFactory()
+    own = staff.member_id
+    other = ActiveMemberFactory(name="Lakeside Hospital")
+
+    changed = governor.post(
+        f"/admin/consortium/staff/{staff.pk}/change/",
+        {"user": staff.user.pk, "member": other.pk, "role": Staff.Role.ADMIN},
+    )
+    added = governor.post(
+        "/admin/consortium/staff/add/",
+        {"user": SuperuserFactory().pk, "member": other.pk, "role": Staff.Role.ADMIN},
+    )
+    removed = governor.post(f"/admin/consortium/staff/{staff.pk}/delete/", {"post": "yes"})
+
+    assert (changed.status_code, added.status_code, removed.status_code) == (403, 403, 403)
+    staff.refresh_from_db()
+    assert (staff.member_id, staff.role) == (own, Staff.Role.CLINICIAN)
+    assert Staff.objects.count() == 1
 
 
 def test_it_shows_the_chain_sync_status(governor):
