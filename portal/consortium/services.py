@@ -15,6 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from eth_utils import keccak
+from rest_framework import status
 from web3.types import TxReceipt
 
 from chain import eip712
@@ -381,10 +382,22 @@ def staff_create(
     return Staff.objects.create(user=user, member=member, role=role)
 
 
+class NotAllowed(ServiceError):
+    """The asker's standing does not allow this action; answered 403."""
+
+    status_code = status.HTTP_403_FORBIDDEN  # type: ignore[assignment]
+
+
 @transaction.atomic
 def staff_invite(*, admin: Staff, email: str, role: str) -> Invitation:
     if admin.role != Staff.Role.ADMIN:
-        raise ServiceError("only the member's admin can invite staff")
+        raise NotAllowed("only the member's admin can invite staff")
+    # An applicant is not a member yet: the consortium has not vouched for whom it lets in.
+    if not admin.member.is_active:
+        raise NotAllowed(
+            f"{admin.member.name} is not an active consortium member "
+            f"({admin.member.get_status_display().lower()}): staff can be invited once it is"
+        )
     if role not in Staff.Role.values:
         raise ServiceError(f"role must be one of {', '.join(Staff.Role.values)}")
     return Invitation.objects.create(

@@ -63,6 +63,16 @@ def test_it_refuses_a_clinician_to_invite(clinician):
     assert not Invitation.objects.exists()
 
 
+def test_it_refuses_an_applicants_admin_to_invite(outsider):
+    response = api_client(outsider).post(
+        "/api/v1/invitations/", {"email": "x@harbour.example", "role": "admin"}
+    )
+
+    assert response.status_code == 403
+    assert "not an active consortium member" in response.json()["error"]
+    assert not Invitation.objects.exists()
+
+
 def test_it_refuses_an_unknown_role(member_admin):
     response = api_client(member_admin).post(
         "/api/v1/invitations/", {"email": "x@mary.example", "role": "surgeon"}
