@@ -214,7 +214,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.core.apis.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
+    # /health is polled by load balancers: enough for one every second, not for a flood.
+    "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "health": env.str("HEALTH_RATE", "120/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MedChain API",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -12,6 +13,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -83,12 +85,16 @@ def health_report() -> tuple[bool, dict[str, Any]]:
 
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
-        checks["broker"] = {"ok": True, "url": app.conf.broker_url.split("@")[-1]}
+        checks["broker"] = {"ok": True, "url": _without_credentials(app.conf.broker_url)}
     except Exception as exc:
         checks["broker"] = {"ok": False, "error": str(exc)}
     try:
         head = portal_chain.client().head()
-        checks["chain"] = {"ok": True, "head": head, "rpc": settings.CHAIN_RPC_URL}
+        checks["chain"] = {
+            "ok": True,
+            "head": head,
+            "rpc": _without_credentials(settings.CHAIN_RPC_URL),
+        }
     except Exception as exc:
         checks["chain"] = {"ok": False, "error": str(exc)}
     state = ChainSyncState.objects.filter(name="registry").first()
@@ -104,23 +110,57 @@ def health_report() -> tuple[bool, dict[str, Any]]:
             "last_success_at": state.last_success_at,
             "last_error": state.last_error,
         }
+    urls = (settings.CHAIN_RPC_URL, str(settings.CELERY_BROKER_URL))
+    for check in checks.values():
+        if "error" in check:
+            check["error"] = _redacted(str(check["error"]), *urls)
     return all(c["ok"] for c in checks.values()), checks
 
 
+def _without_credentials(url: str) -> str:
+    """A URL fit to show: no user, password, query or fragment (RPC keys often live there)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", "")).rstrip("/") + (
+        f" (port {parts.port})" if parts.port else ""
+    )
+
+
+def _redacted(text: str, *urls: str) -> str:
+    """``text`` without the parts of ``urls`` that may hold credentials (an error message
+    often repeats the URL, or its path and query, where RPC providers put API keys)."""
+    for url in urls:
+        parts = urlsplit(url)
+        for secret in (url, parts.username, parts.password, parts.query, parts.path):
+            if secret and len(secret) > 1:
+                text = text.replace(secret, "…")
+    return text
+
+
+class HealthThrottle(AnonRateThrottle):
+    scope = "health"
+
+
 class HealthApi(APIView):
-    """Database, broker, chain and sync lag, for load balancers and operators."""
+    """Database, broker, chain and sync lag, for load balancers and operators.
+
+    Anyone gets ok / not ok; only signed-in staff and governors get the parts, which
+    name the servers behind the portal (never their credentials) and their errors.
+    """
 
     permission_classes = [AllowAny]
-    authentication_classes: list[type] = []
+    throttle_classes = [HealthThrottle]
 
     class OutputSerializer(serializers.Serializer):
         ok = serializers.BooleanField()
-        checks = serializers.DictField()
+        checks = serializers.DictField(required=False, help_text="signed-in staff only")
 
     @extend_schema(responses={200: OutputSerializer, 503: OutputSerializer})
     def get(self, request: Request) -> Response:
         ok, checks = health_report()
+        body: dict[str, Any] = {"ok": ok}
+        user = request.user
+        if user.is_authenticated and (user.is_staff or hasattr(user, "staff")):
+            body["checks"] = checks
         return Response(
-            {"ok": ok, "checks": checks},
-            status=status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE,
+            body, status=status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
         )
