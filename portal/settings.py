@@ -13,6 +13,8 @@ from pathlib import Path
 
 import environ
 
+from chain.anvil import ANVIL_DEV_KEYS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MEDCHAIN_VAR_DIR", BASE_DIR / "var")).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -33,6 +35,10 @@ STACK = env.str("MEDCHAIN_STACK", default="embedded")
 PRODUCTION = STACK == "production"
 
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise environ.ImproperlyConfigured(
+        "DJANGO_DEBUG is refused in production: debug pages show settings and source to anyone"
+    )
 _dev_secret = "embedded-only-insecure-key-never-used-in-production-0123456789abcdef"
 SECRET_KEY = secret("DJANGO_SECRET_KEY", default=None if PRODUCTION else _dev_secret) or ""
 if PRODUCTION and (not SECRET_KEY or _dev_secret == SECRET_KEY):
@@ -59,7 +65,7 @@ INSTALLED_APPS = [
     "portal.nodes",
     "portal.datasets",
 ]
-if not env.str("REDIS_URL", default=""):
+if not secret("REDIS_URL", default=""):
     INSTALLED_APPS.append("channels_lite")
 
 MIDDLEWARE = [
@@ -93,7 +99,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'medchain.sqlite3'}")
+    # A URL with a password is a secret: DATABASE_URL_FILE names a file that holds it.
+    "default": env.db_url_config(
+        secret("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'medchain.sqlite3'}") or ""
+    )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and worker write at once: IMMEDIATE + WAL stop "database is locked" (FACTS.md).
@@ -113,6 +122,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Signed-in sessions end after this long (a working day by default), not Django's two weeks.
+SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_SECONDS", default=8 * 3600)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -127,7 +138,7 @@ STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "portal" / "static"]
 MEDIA_ROOT = VAR_DIR / "media"
 
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = secret("REDIS_URL", default="") or ""
 S3_BUCKET = env.str("S3_BUCKET", default="")
 if S3_BUCKET:
     _s3_options = {
@@ -190,7 +201,14 @@ else:
 
 # The chain: a local anvil node by default, any JSON-RPC endpoint in production.
 CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="http://127.0.0.1:8545")
-CHAIN_RELAYER_KEY = secret("CHAIN_RELAYER_KEY", default="")
+CHAIN_RELAYER_KEY = secret("CHAIN_RELAYER_KEY", default="") or ""
+if PRODUCTION and CHAIN_RELAYER_KEY.lower().removeprefix("0x") in {
+    key.removeprefix("0x") for key in ANVIL_DEV_KEYS
+}:
+    raise environ.ImproperlyConfigured(
+        "CHAIN_RELAYER_KEY is one of anvil's public development keys: anyone could spend its "
+        "gas or sign as it; make a key of your own for the relayer"
+    )
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=0)
 # Demo members' keystores under var/ let a person click through without a wallet.
 DEMO_KEYSTORES = env.bool("MEDCHAIN_DEMO_KEYSTORES", default=not PRODUCTION)

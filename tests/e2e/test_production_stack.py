@@ -166,8 +166,15 @@ def production_env(
     """What an operator sets for the portal's processes (secrets as *_FILE)."""
     secret = stack_dir / "django-secret"
     secret.write_text(secrets.token_urlsafe(64))
+    # Production refuses anvil's public keys: the relayer is an account of its own, funded here.
+    relayer_account = Account.create()
+    ChainClient.from_url(anvil.url, relayer_key=ANVIL_DEV_KEYS[0]).fund(
+        relayer_account.address, 100 * 10**18
+    )
     relayer = stack_dir / "relayer-key"
-    relayer.write_text(ANVIL_DEV_KEYS[0])
+    relayer.write_text(relayer_account.key.hex())
+    database_url = stack_dir / "database-url"
+    database_url.write_text(pg_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDCHAIN_", "CHAIN_"))}
     env.update(
         {
@@ -178,7 +185,7 @@ def production_env(
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             # TLS ends at the proxy in front of the portal; the test talks to it directly.
             "DJANGO_SECURE_SSL_REDIRECT": "false",
-            "DATABASE_URL": pg_url,
+            "DATABASE_URL_FILE": str(database_url),
             "REDIS_URL": redis_url,
             "CHAIN_RPC_URL": anvil.url,
             "CHAIN_RELAYER_KEY_FILE": str(relayer),
@@ -469,6 +476,31 @@ def test_it_passes_the_deploy_checks_with_production_settings(production_env: di
     env = {k: v for k, v in production_env.items() if k != "DJANGO_SECURE_SSL_REDIRECT"}
     out = manage(env, "check", "--deploy", "--fail-level", "WARNING")
     assert "no issues" in out
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("DJANGO_DEBUG", "true", "DJANGO_DEBUG is refused in production"),
+        ("CHAIN_RELAYER_KEY", ANVIL_DEV_KEYS[3], "one of anvil's public development keys"),
+    ],
+)
+def test_it_refuses_weak_production_settings(
+    production_env: dict[str, str], variable: str, value: str, reason: str
+):
+    env = dict(production_env)
+    env.pop(f"{variable}_FILE", None)  # a _FILE variant would win over the plain variable
+    env[variable] = value
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "check"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert reason in result.stderr
 
 
 def test_it_round_trips_a_file_through_s3_storage(
