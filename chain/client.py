@@ -172,7 +172,24 @@ class ChainClient:
                 raise
             raise decoded from exc
         del tx["nonce"]
+        if tx.get("to"):
+            self._simulate(tx, abi)
         return self._send_params(tx, sender_key, abi=abi)
+
+    def _simulate(self, tx: TxParams, abi: Sequence[Mapping[str, Any]]) -> None:
+        """Run the transaction as a call first: one that would revert is never sent, so
+        nobody makes the relayer pay gas for a revert, and the error comes back decoded."""
+        keep = ("from", "to", "data", "value", "gas")
+        call = cast(TxParams, {k: v for k, v in tx.items() if k in keep})
+        try:
+            self._rpc(lambda: self.w3.eth.call(call, block_identifier="latest"))
+        except ChainUnavailable:
+            raise
+        except Exception as exc:
+            decoded = decode_revert(exc, abi)
+            if decoded is None:
+                raise
+            raise decoded from exc
 
     def _sender(self, sender_key: str | None) -> ChecksumAddress:
         if sender_key is not None:

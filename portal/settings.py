@@ -210,6 +210,8 @@ if PRODUCTION and CHAIN_RELAYER_KEY.lower().removeprefix("0x") in {
         "gas or sign as it; make a key of your own for the relayer"
     )
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=0)
+# The most transactions the relayer sends for one member in an hour (it pays their gas).
+RELAY_PER_HOUR = env.int("RELAY_PER_HOUR", default=300)
 # Demo members' keystores under var/ let a person click through without a wallet.
 DEMO_KEYSTORES = env.bool("MEDCHAIN_DEMO_KEYSTORES", default=not PRODUCTION)
 if PRODUCTION and DEMO_KEYSTORES:

@@ -46,6 +46,15 @@ def make_founders() -> list[Founder]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Throttle and relay counters start at zero in every test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 def chain_client() -> ChainClient:
     return ChainClient.in_process()

@@ -539,15 +539,8 @@ class ProposalFinalizeApi(MemberApi):
     )
     def post(self, request: Request, proposal_id: int) -> Response:
         proposal = _proposal(request, proposal_id)
-        _governing_staff(request, "finalize a proposal")
-        if proposal.status != Proposal.Status.OPEN:
-            raise ServiceError(f"proposal #{proposal_id} is already decided")
-        if proposal.is_open:
-            raise ServiceError(
-                f"proposal #{proposal_id} is open for votes until "
-                f"{proposal.deadline.isoformat()}; finalize it after that"
-            )
-        proposal = services.proposal_finalize(proposal=proposal)
+        staff = _governing_staff(request, "finalize a proposal")
+        proposal = services.proposal_finalize(proposal=proposal, by=staff.member)
         return Response(ProposalOutputSerializer(proposal).data)
 
 

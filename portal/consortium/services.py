@@ -30,6 +30,7 @@ from portal.core.signing import (
     parse_bytes32,
     parse_signature,
     recover_signer,
+    relay_budget_spend,
 )
 from portal.core.sync import chain_sync_run
 
@@ -77,6 +78,7 @@ def member_signature(member: Member, typed: dict[str, Any], signature: str | Non
             f"the signature is by {signer}, not by {member.name}'s governance address "
             f"{member.governance_address}"
         )
+    relay_budget_spend(member_id=member.pk, member_name=member.name)
     return sig
 
 
@@ -363,9 +365,19 @@ def vote_cast(
     return proposal
 
 
-def proposal_finalize(*, proposal: Proposal) -> Proposal:
-    """Close a proposal whose deadline passed without a decision (anyone may)."""
-    portal_chain.registry().finalize(proposal.chain_proposal_id)
+def proposal_finalize(*, proposal: Proposal, by: Member) -> Proposal:
+    """Close a proposal whose deadline passed without a decision (on chain anyone may; the
+    portal relays it for the admin of an active member, checked by the caller)."""
+    number = proposal.chain_proposal_id
+    if proposal.status != Proposal.Status.OPEN:
+        raise ServiceError(f"proposal #{number} is already decided")
+    if proposal.is_open:
+        raise ServiceError(
+            f"proposal #{number} is open for votes until {proposal.deadline.isoformat()}; "
+            "finalize it after that"
+        )
+    relay_budget_spend(member_id=by.pk, member_name=by.name)
+    portal_chain.registry().finalize(number)
     _after_chain_write()
     proposal.refresh_from_db()
     return proposal

@@ -529,7 +529,9 @@ def proposal(request: HttpRequest, number: int) -> HttpResponse:
     if request.method == "POST":
         try:
             if request.POST.get("action") == "finalize":
-                services.proposal_finalize(proposal=item)
+                if acting is None:
+                    raise ServiceError("only the admin of an active hospital member can finalize")
+                services.proposal_finalize(proposal=item, by=acting.member)
                 messages.success(request, f"Proposal #{number} is closed.")
             else:
                 if acting is None:

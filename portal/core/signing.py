@@ -5,10 +5,14 @@ Each refusal is a ServiceError with a sentence the signer can act on.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from eth_keys.exceptions import BadSignature
 from eth_utils import is_address, to_checksum_address
+from rest_framework import status
 
 from chain import eip712
 from portal.core import chain as portal_chain
@@ -30,14 +34,58 @@ def parse_bytes32(value: str, what: str) -> str:
     return "0x" + raw
 
 
+# secp256k1's group order; a signature with s above half of it is the malleable twin of one below.
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+class RelayRateLimited(ServiceError):
+    """A member relayed more than RELAY_PER_HOUR transactions; answered 429."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS  # type: ignore[assignment]
+
+
 def parse_signature(value: str) -> bytes:
+    """65 bytes (r, s, v) in the canonical form the contracts accept (OpenZeppelin's ECDSA):
+    a high-s or v-other-than-27/28 twin would pass ecrecover here and revert on chain, so
+    relaying it would only spend the relayer's gas."""
     try:
         sig = bytes.fromhex(value.lower().removeprefix("0x"))
     except (ValueError, AttributeError):
         raise ServiceError("the signature is not hex") from None
     if len(sig) != 65:
         raise ServiceError("the signature must be 65 bytes (r, s, v) written as hex")
+    if sig[64] not in (27, 28):
+        raise ServiceError(f"the signature's v is {sig[64]}, not 27 or 28: sign it again")
+    if int.from_bytes(sig[32:64], "big") > SECP256K1_N // 2:
+        raise ServiceError(
+            "the signature is not in canonical form (its s is in the upper half of the curve "
+            "order): sign it again with a standard wallet"
+        )
     return sig
+
+
+def relay_budget_spend(*, member_id: int, member_name: str) -> None:
+    """Count one relayed transaction for a member; refuse past RELAY_PER_HOUR in this hour.
+
+    The relayer pays the gas of what members sign; the limit keeps one member from
+    spending it for everyone. Counters live in the shared cache (a fixed hourly window).
+    """
+    limit = int(settings.RELAY_PER_HOUR)
+    window = int(time.time() // 3600)
+    key = f"relay:{member_id}:{window}"
+    cache.add(key, 0, timeout=3600)
+    try:
+        spent = cache.incr(key)
+    except ValueError:  # evicted between add and incr: start the window again
+        cache.set(key, 1, timeout=3600)
+        spent = 1
+    if spent > limit:
+        minutes = 60 - int(time.time() % 3600 // 60)
+        raise RelayRateLimited(
+            f"{member_name} has had {limit} transactions relayed this hour, the most this "
+            f"portal relays for one member: try again in {minutes} minutes",
+            code="relay_rate_limited",
+        )
 
 
 def recover_signer(typed: dict[str, Any], sig: bytes) -> str:

@@ -32,7 +32,13 @@ from portal.consortium.models import Delegate, Member
 from portal.consortium.services import member_signature
 from portal.core import chain as portal_chain
 from portal.core.apis import ServiceError
-from portal.core.signing import parse_address, parse_bytes32, parse_signature, recover_signer
+from portal.core.signing import (
+    parse_address,
+    parse_bytes32,
+    parse_signature,
+    recover_signer,
+    relay_budget_spend,
+)
 from portal.datasets.manifest import (
     ManifestInvalid,
     check_manifest,
@@ -208,6 +214,7 @@ def _signed_by(typed: dict[str, Any], signature: str | None, signer: str, member
             f"the manifest signature is by {recovered}, not by {signer}: sign the typed data "
             "from uploads/typed-data/ again"
         )
+    relay_budget_spend(member_id=member.pk, member_name=member.name)
     return sig
 
 

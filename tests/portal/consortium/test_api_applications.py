@@ -114,7 +114,7 @@ def test_it_refuses_a_malformed_signature(consortium, applicant_keys, signature,
 
 
 def test_it_refuses_a_signature_that_recovers_to_no_one(consortium, applicant_keys):
-    body = _submission(applicant_keys, "0x" + "00" * 65)
+    body = _submission(applicant_keys, "0x" + "00" * 64 + "1b")
 
     response = api_client().post(SUBMIT, body, format="json")
 
