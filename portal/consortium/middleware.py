@@ -2,19 +2,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-# Pages an admin may reach before proving the second factor.
-_OPEN_PREFIXES = ("/accounts/", "/static/", "/api/", "/health", "/apply", "/ws/")
+# What an admin may reach before proving the second factor: signing in and out, proving
+# it, accepting an invitation, static files, the health check, and the API's
+# token route (which asks for the TOTP code itself) and its schema.
+OPEN_PREFIXES = (
+    "/accounts/",
+    "/static/",
+    "/health",
+    "/ws/",
+    "/api/v1/auth/token/",
+    "/api/v1/health/",
+    "/api/schema/",
+    "/api/docs/",
+)
 
 
 class AdminTwoFactorMiddleware:
     """A member's admin (and any Django staff user) must verify a TOTP code to use the portal.
 
-    The API is exempt: integrations authenticate with tokens, which are issued
-    only from a verified session.
+    This is the default for every page and API route alike, so a route added later
+    cannot forget it. It judges the browser session: a request with an API token and
+    no session passes here (tokens of admins are issued only against a TOTP code).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -26,8 +38,17 @@ class AdminTwoFactorMiddleware:
             user.is_authenticated
             and _needs_second_factor(user)
             and not user.is_verified()  # type: ignore[union-attr,attr-defined]
-            and not request.path.startswith(_OPEN_PREFIXES)
+            and not request.path.startswith(OPEN_PREFIXES)
         ):
+            if request.path.startswith("/api/"):
+                return JsonResponse(
+                    {
+                        "error": "verify your two-factor code in the portal first (admins "
+                        "must), or use an API token from /api/v1/auth/token/",
+                        "code": "second_factor_required",
+                    },
+                    status=403,
+                )
             return redirect(f"{reverse('two_factor')}?next={request.path}")
         return self.get_response(request)
 

@@ -191,3 +191,18 @@ def test_it_keeps_check_in_routes_for_node_tokens(member_admin, outsider, node, 
         _assert_json_error(api_as(user).post(CHALLENGE), 403, "node")
         _assert_json_error(api_as(user).post(CHECK_IN, {}, format="json"), 403, "node")
     assert api_as(None).post(CHALLENGE).status_code in (401, 403)
+
+
+def test_it_refuses_a_password_only_admin_session_a_node_token(member_admin, node, node_api):
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    before = Token.objects.get(user=node.user).key
+    session = Client()
+    session.force_login(member_admin)  # the password, never the TOTP code
+
+    response = session.post(f"/api/v1/nodes/{node.node_id}/token/")
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "second_factor_required"
+    assert Token.objects.get(user=node.user).key == before
