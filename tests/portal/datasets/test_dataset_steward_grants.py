@@ -193,3 +193,48 @@ def test_a_disabled_delegate_cannot_add_a_grant(
         f"/api/v1/datasets/{anchored['id']}/grants/add/typed-data/", entry, format="json"
     )
     assert_json_error(response, 400, "neither", "Data delegates")
+
+
+def _steward_upload(api, package, steward, node, tmp_path) -> dict[str, Any]:
+    """Uploaded and committed by the steward, granted to ``node``; the dataset as the API says."""
+    grants = [grant_entry(package, node)]
+    typed = _typed(api, package, steward, grants)
+    grants[0]["signature"] = sign(steward.key, typed["grants"][0])
+    created = create_upload(
+        api, package, grants, signer=steward.address, signature=sign(steward.key, typed["manifest"])
+    )
+    return _commit(api, created.json(), tmp_path)["dataset"]
+
+
+def _fetch(node, node_keys, dataset: dict[str, Any], tmp_path, chain_client):
+    from datasets_api_helpers import node_side
+
+    from portal.datasets.fetch import fetch_and_verify
+
+    side = node_side(node, node_keys)
+    return fetch_and_verify(
+        client=side.client,
+        keystore=side.keystore,
+        cache_dir=tmp_path / "cache",
+        dataset_id=dataset["id"],
+        chain=chain_client,
+    )
+
+
+def test_the_node_decrypts_a_version_its_members_steward_granted(
+    datasets_chain, steward, node, node_keys, package, api_as, tmp_path, chain_client
+):
+    dataset = _steward_upload(api_as(steward.user), package, steward, node, tmp_path)
+    result = _fetch(node, node_keys, dataset, tmp_path, chain_client)
+    assert result.instances == 20 and result.anchor_checked_on_chain
+
+
+def test_the_node_refuses_a_grant_not_signed_by_the_signer_the_portal_names(
+    datasets_chain, steward, node, node_keys, package, api_as, tmp_path, chain_client, consortium
+):
+    from portal.datasets.fetch import DatasetRefused
+
+    dataset = _steward_upload(api_as(steward.user), package, steward, node, tmp_path)
+    Grant.objects.update(signer_address=consortium[0].address)
+    with pytest.raises(DatasetRefused, match=f"signed by {steward.address}, not by"):
+        _fetch(node, node_keys, dataset, tmp_path, chain_client)
