@@ -45,9 +45,11 @@ class Anchor:
 class DatasetRegistry(ContractWrapper):
     """Views return dataclasses; actions send a transaction and return its receipt.
 
-    Direct actions are sent by ``sender_key`` (the owner's governance key or, to anchor, a
-    DATA delegate); ``*_by_sig`` actions are relayed (``sender_key`` None: the client's relayer)
-    with the signature of ``signer`` over the matching ``*_typed`` data.
+    Direct actions are sent by ``sender_key``; ``*_by_sig`` actions are relayed (``sender_key``
+    None: the client's relayer) with the signature of ``signer`` over the matching ``*_typed``
+    data. Anchors and grants to the owner's own nodes take the owner's governance key or one of
+    its DATA delegates; a grant to another member's node (``DatasetRegistryCrossMemberGrant``
+    from a delegate), a revocation and a withdrawal take the governance key.
     """
 
     NAME = "DatasetRegistry"

@@ -34,7 +34,9 @@ interface IConsortiumRegistry {
 /// @notice Anchors the hashes of encrypted-dataset manifests, version by version, and the
 /// grants that wrap a dataset's key to a training node. Membership, delegates and nodes are
 /// read from the ConsortiumRegistry. Every action can be sent directly or relayed with the
-/// actor's EIP-712 signature.
+/// actor's EIP-712 signature. A member's `Data` delegate (its data steward) anchors manifests
+/// and grants the member's own nodes; a grant to another member's node, a revocation and a
+/// withdrawal take the member's governance key.
 contract DatasetRegistry is EIP712, Nonces {
     struct Dataset {
         uint256 ownerId;
@@ -96,6 +98,8 @@ contract DatasetRegistry is EIP712, Nonces {
     error ManifestAlreadyAnchored(bytes32 manifestHash);
     error UnknownNode(bytes32 nodeId);
     error UnknownGrant(bytes32 datasetId, bytes32 nodeId);
+    /// @dev A `Data` delegate granted a node of member `nodeMemberId`, not of its own member.
+    error DatasetRegistryCrossMemberGrant(address delegate, bytes32 nodeId, uint256 nodeMemberId);
 
     /// @param registry_ The deployed ConsortiumRegistry whose members own datasets.
     constructor(IConsortiumRegistry registry_) EIP712("MedChain Datasets", "1") {
@@ -160,13 +164,15 @@ contract DatasetRegistry is EIP712, Nonces {
     }
 
     /// @notice Record (or replace) the grant of a dataset's key to an active training node,
-    /// sent by the owner's governance address. A node of another member is a cross-member
-    /// ("server mode") grant and is flagged as such.
+    /// sent by the owner's governance address, or by one of its `Data` delegates for a node of
+    /// the owner's own. A node of another member is a cross-member ("server mode") grant: it
+    /// takes the governance address and is flagged as such.
     function recordGrant(bytes32 datasetId, bytes32 nodeId, bytes32 grantHash) external {
         _recordGrant(msg.sender, datasetId, nodeId, grantHash);
     }
 
-    /// @notice Relayed form of {recordGrant}, signed by the owner's governance key.
+    /// @notice Relayed form of {recordGrant}, signed by the owner's governance key or, for a
+    /// node of the owner's own, by one of its `Data` delegates.
     function recordGrantBySig(
         bytes32 datasetId,
         bytes32 nodeId,
@@ -219,10 +225,11 @@ contract DatasetRegistry is EIP712, Nonces {
         if (memberId == 0) revert NotAuthorised(account);
     }
 
-    /// @dev A delegate outlives its member's removal in the registry, so check the member is active.
-    function _dataMember(address account) private view returns (uint256 memberId) {
+    /// @dev The member `account` governs or is a `Data` delegate of, and whether it governs it.
+    /// A delegate outlives its member's removal in the registry, so check the member is active.
+    function _dataMember(address account) private view returns (uint256 memberId, bool governs) {
         memberId = _registry.memberIdOf(account);
-        if (memberId != 0) return memberId;
+        if (memberId != 0) return (memberId, true);
         uint8 scope;
         (memberId, scope) = _registry.delegateOf(account);
         if (memberId == 0 || scope != _SCOPE_DATA) revert NotAuthorised(account);
@@ -244,7 +251,7 @@ contract DatasetRegistry is EIP712, Nonces {
     ) private {
         if (datasetId == bytes32(0)) revert InvalidDataset(datasetId);
         if (manifestHash == bytes32(0)) revert InvalidHash(manifestHash);
-        uint256 memberId = _dataMember(signer);
+        (uint256 memberId,) = _dataMember(signer);
         Dataset storage d = _datasets[datasetId];
         if (d.withdrawn) revert DatasetIsWithdrawn(datasetId);
         if (d.latestVersion != 0 && d.ownerId != memberId) revert NotOwner(datasetId, memberId);
@@ -262,12 +269,14 @@ contract DatasetRegistry is EIP712, Nonces {
 
     function _recordGrant(address signer, bytes32 datasetId, bytes32 nodeId, bytes32 grantHash) private {
         if (grantHash == bytes32(0)) revert InvalidHash(grantHash);
-        uint256 ownerId = _governedMember(signer);
+        (uint256 ownerId, bool governs) = _dataMember(signer);
         Dataset storage d = _ownedDataset(ownerId, datasetId);
         if (d.withdrawn) revert DatasetIsWithdrawn(datasetId);
         IConsortiumRegistry.Node memory n = _registry.node(nodeId);
         // A removed member's nodes stay flagged active in the registry; they get no grants.
         if (n.memberId == 0 || !n.active || !_registry.member(n.memberId).active) revert UnknownNode(nodeId);
+        // Releasing data to another member is the hospital's decision, not its steward's.
+        if (!governs && n.memberId != ownerId) revert DatasetRegistryCrossMemberGrant(signer, nodeId, n.memberId);
         _grants[datasetId][nodeId] = Grant(grantHash, true);
         emit GrantRecorded(datasetId, nodeId, n.memberId, grantHash, n.memberId != ownerId);
     }

@@ -175,7 +175,21 @@ class DatasetDetailApi(APIView):
 class GrantInputSerializer(serializers.Serializer):
     node_id = serializers.CharField(help_text="the training node's bytes32 id")
     wrapped_key = serializers.CharField(help_text="hex of the 92-byte key wrapped to the node")
-    signature = _signature_field("the owner's governance key (RecordGrant)")
+    signature = _signature_field(
+        "the grant's signer (RecordGrant): the owner's governance key, or for the owner's own "
+        "node the Data delegate that signs the manifest"
+    )
+
+
+def _grant_signer_field() -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text=(
+            "a Data delegate of the owner, for a node of the owner's own; left out, the "
+            "governance address (a grant to another member's node takes that key)"
+        ),
+    )
 
 
 class UploadTypedDataApi(APIView):
@@ -201,6 +215,13 @@ class UploadTypedDataApi(APIView):
         manifest = TypedDataSerializer()
         grants = TypedDataSerializer(many=True)
         grant_hashes = serializers.ListField(child=serializers.CharField())
+        grant_signers = serializers.ListField(
+            child=serializers.CharField(),
+            help_text=(
+                "who signs each grant: the manifest's signer for the member's own nodes, the "
+                "governance address for another member's node"
+            ),
+        )
 
         class Meta:
             ref_name = "DatasetUploadTypedDataOutput"
@@ -243,6 +264,7 @@ class UploadTypedDataApi(APIView):
             "manifest": _typed(plan.manifest_typed),
             "grants": [_typed(t) for t in plan.grants_typed],
             "grant_hashes": list(plan.grant_hashes),
+            "grant_signers": list(plan.grant_signers),
         }
         return Response(out)
 
@@ -465,13 +487,15 @@ class GrantListApi(APIView):
 
 
 class GrantTypedDataApi(APIView):
-    """The RecordGrant typed data for the owner's governance key (latest version)."""
+    """The RecordGrant typed data (latest version) for the owner's governance key, or for a
+    Data delegate granting an own node."""
 
     permission_classes = [IsUploader, SecondFactorVerified]
 
     class InputSerializer(serializers.Serializer):
         node_id = serializers.CharField()
         wrapped_key = serializers.CharField()
+        signer = _grant_signer_field()
 
         class Meta:
             ref_name = "DatasetGrantTypedDataInput"
@@ -490,7 +514,10 @@ class GrantTypedDataApi(APIView):
         except ManifestInvalid as exc:
             raise ServiceError(str(exc)) from None
         _, _, typed = services.grant_typed_data(
-            dataset=dataset, node=_node_ref(data.validated_data["node_id"]), wrapped_key=wrapped
+            dataset=dataset,
+            node=_node_ref(data.validated_data["node_id"]),
+            wrapped_key=wrapped,
+            signer=data.validated_data.get("signer") or None,
         )
         return Response(_typed(typed))
 
@@ -501,6 +528,8 @@ class GrantAddApi(APIView):
     permission_classes = [IsUploader, SecondFactorVerified]
 
     class InputSerializer(GrantInputSerializer):
+        signer = _grant_signer_field()
+
         class Meta:
             ref_name = "DatasetGrantAddInput"
 
@@ -518,6 +547,7 @@ class GrantAddApi(APIView):
             node=_node_ref(data.validated_data["node_id"]),
             wrapped_key=data.validated_data["wrapped_key"],
             signature=data.validated_data.get("signature") or None,
+            signer=data.validated_data.get("signer") or None,
         )
         return Response(GrantOutputSerializer(grant).data, status=status.HTTP_201_CREATED)
 

@@ -3,9 +3,9 @@
 A version becomes visible only once every chunk matches its signed manifest
 and the manifest hash is anchored on chain; a failed or abandoned upload
 leaves no row that anyone sees and no stored chunk. Chain actions are signed
-by the member (manifest: governance key or a Data delegate; grants and
-withdrawal: governance key) and relayed by the portal, which then mirrors the
-receipt's events at once.
+by the member (manifest and grants to its own nodes: governance key or a Data
+delegate; grants to another member's node, revocation and withdrawal: governance
+key) and relayed by the portal, which then mirrors the receipt's events at once.
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ class UploadPlan:
     manifest_typed: dict[str, Any]
     grant_hashes: tuple[str, ...]
     grants_typed: tuple[dict[str, Any], ...]
+    grant_signers: tuple[str, ...]
 
 
 def node_get(node_id: str) -> Node:
@@ -126,8 +127,17 @@ def _signer_for(member: Member, signer: str | None) -> str:
         return address
     raise ServiceError(
         f"{address} is neither {member.name}'s governance address nor one of its Data "
-        "delegates: sign the manifest with one of those keys"
+        "delegates: sign with one of those keys"
     )
+
+
+def grant_signer(*, member: Member, signer: str, node: Node) -> str:
+    """Who signs a grant of ``member``'s data to ``node``, given the manifest's ``signer``.
+
+    The chain lets a Data delegate grant the member's own nodes; releasing data to
+    another member's node ("server mode") is the governance key's decision.
+    """
+    return signer if node.member_id == member.pk else member.governance_address
 
 
 def upload_plan(
@@ -140,8 +150,8 @@ def upload_plan(
 ) -> UploadPlan:
     """Version, previous hash and typed data for a new version, as the chain expects them now.
 
-    The manifest is relayed first, then each grant in order: when the manifest
-    signer is the governance key its nonces follow one another.
+    The manifest is relayed first, then each grant in order, so each signer's
+    nonces follow one another in that order (see ``grant_signer`` for who signs).
     """
     if not member.is_active or member.chain_member_id is None:
         raise ServiceError(f"{member.name} is not an active consortium member")
@@ -165,31 +175,35 @@ def upload_plan(
         )
     domain = _domain(registry)
     chain_id = chain_dataset_id(dataset_id)
-    nonce = registry.nonce(signer_address)
+    nonces = {signer_address: registry.nonce(signer_address)}
     manifest_typed = eip712.anchor_manifest(
         **domain,
         dataset_id=chain_id,
         version=version,
         manifest_hash=manifest_sha256,
         previous=previous,
-        nonce=nonce,
+        nonce=nonces[signer_address],
     )
-    grant_nonce = registry.nonce(member.governance_address)
-    if signer_address == member.governance_address:
-        grant_nonce += 1
+    nonces[signer_address] += 1
     hashes: list[str] = []
     typed: list[dict[str, Any]] = []
-    for offset, (node, hashed) in enumerate(grants):
+    signers: list[str] = []
+    for node, hashed in grants:
+        who = grant_signer(member=member, signer=signer_address, node=node)
+        if who not in nonces:
+            nonces[who] = registry.nonce(who)
         hashes.append(hashed)
+        signers.append(who)
         typed.append(
             eip712.record_grant(
                 **domain,
                 dataset_id=chain_id,
                 node_id=node.node_id,
                 grant_hash=hashed,
-                nonce=grant_nonce + offset,
+                nonce=nonces[who],
             )
         )
+        nonces[who] += 1
     return UploadPlan(
         dataset_id=dataset_id,
         version=version,
@@ -199,23 +213,47 @@ def upload_plan(
         manifest_typed=manifest_typed,
         grant_hashes=tuple(hashes),
         grants_typed=tuple(typed),
+        grant_signers=tuple(signers),
     )
 
 
-def _signed_by(typed: dict[str, Any], signature: str | None, signer: str, member: Member) -> bytes:
+def _signed_by(
+    typed: dict[str, Any],
+    signature: str | None,
+    signer: str,
+    member: Member,
+    what: str = "the manifest",
+) -> bytes:
     if signer == member.governance_address:
         return member_signature(member, typed, signature)
     if not signature:
-        raise ServiceError(f"the manifest signature by {signer} is required")
+        raise ServiceError(f"the signature of {what} by {signer} is required")
     sig = parse_signature(signature)
     recovered = recover_signer(typed, sig)
     if recovered != signer:
         raise ServiceError(
-            f"the manifest signature is by {recovered}, not by {signer}: sign the typed data "
-            "from uploads/typed-data/ again"
+            f"the signature of {what} is by {recovered}, not by {signer}: sign its typed data again"
         )
     relay_budget_spend(member_id=member.pk, member_name=member.name)
     return sig
+
+
+def _grant_signed(
+    plan: UploadPlan, member: Member, grant: GrantRequest, typed: dict[str, Any], signer: str
+) -> bytes:
+    """The grant's signature, checked against the signer the plan chose for it."""
+    node = grant.node
+    try:
+        return _signed_by(typed, grant.signature, signer, member, f"the grant to node {node}")
+    except ServiceError as exc:
+        if signer == plan.signer:
+            raise
+        # The manifest signer is a Data delegate and this node is another member's.
+        raise ServiceError(
+            f"node {node} is {node.member.name}'s, so its grant takes {member.name}'s governance "
+            f"key: {exc}. Or leave it out, and have the admin add it once the version is "
+            f"anchored (POST /api/v1/datasets/{plan.dataset_id}/grants/add/)"
+        ) from None
 
 
 def _hex(sig: bytes) -> str:
@@ -284,8 +322,8 @@ def upload_create(
     )
     manifest_sig = _signed_by(plan.manifest_typed, signature, plan.signer, member)
     grant_sigs = [
-        member_signature(member, typed, g.signature)
-        for typed, g in zip(plan.grants_typed, grants, strict=True)
+        _grant_signed(plan, member, g, typed, signer)
+        for g, typed, signer in zip(grants, plan.grants_typed, plan.grant_signers, strict=True)
     ]
     with transaction.atomic():
         dataset, _ = Dataset.objects.get_or_create(
@@ -304,8 +342,8 @@ def upload_create(
             chunk_count=len(summary.chunks),
             ciphertext_size=summary.ciphertext_size,
         )
-        for g, hashed_grant, sig, typed in zip(
-            grants, grant_hashes, grant_sigs, plan.grants_typed, strict=True
+        for g, hashed_grant, sig, typed, signer in zip(
+            grants, grant_hashes, grant_sigs, plan.grants_typed, plan.grant_signers, strict=True
         ):
             Grant.objects.create(
                 version=version,
@@ -313,7 +351,7 @@ def upload_create(
                 wrapped_key="0x" + g.wrapped_key.hex(),
                 grant_hash=hashed_grant,
                 signature=_hex(sig),
-                signer_address=member.governance_address,
+                signer_address=signer,
                 signature_nonce=int(typed["message"]["nonce"]),
                 cross_member=g.node.member_id != member.pk,
             )
@@ -523,16 +561,35 @@ def mirror_receipt(registry: DatasetRegistry, receipt: TxReceipt) -> None:
 # Owner actions: grants and withdrawal
 
 
+def grant_add_signer(*, dataset: Dataset, node: Node, signer: str | None) -> str:
+    """The governance address (``signer`` left out) or a Data delegate granting an own node."""
+    owner = dataset.owner
+    address = _signer_for(owner, signer)
+    if grant_signer(member=owner, signer=address, node=node) != address:
+        raise ServiceError(
+            f"node {node} belongs to {node.member.name}: a grant to another member's node takes "
+            f"{owner.name}'s governance key ({owner.governance_address}), not a Data delegate's"
+        )
+    return address
+
+
 def grant_typed_data(
-    *, dataset: Dataset, node: Node, wrapped_key: bytes, version: DatasetVersion | None = None
+    *,
+    dataset: Dataset,
+    node: Node,
+    wrapped_key: bytes,
+    version: DatasetVersion | None = None,
+    signer: str | None = None,
 ) -> tuple[DatasetVersion, str, dict[str, Any]]:
+    """The RecordGrant typed data for the governance key, or ``signer`` (a Data delegate)."""
+    address = grant_add_signer(dataset=dataset, node=node, signer=signer)
     version = version or _anchored_latest(dataset)
     hashed = grant_hash(
         manifest_sha256=version.manifest_sha256, node_id=node.node_id, wrapped_key=wrapped_key
     )
     registry = dataset_registry()
     typed = registry.record_grant_typed(
-        signer=dataset.owner.governance_address,
+        signer=address,
         dataset_id=dataset.chain_id,
         node_id=node.node_id,
         grant_hash=hashed,
@@ -556,23 +613,26 @@ def grant_add(
     wrapped_key: str,
     signature: str | None,
     version: DatasetVersion | None = None,
+    signer: str | None = None,
 ) -> Grant:
-    """Grant a node the data key of a version (the latest by default), signed by the owner."""
+    """Grant a node the data key of a version (the latest by default), signed by the owner's
+    governance key or, for an own node, by ``signer``, one of its Data delegates."""
     try:
         raw = parse_wrapped_key(wrapped_key)
     except ManifestInvalid as exc:
         raise ServiceError(str(exc)) from None
+    address = grant_add_signer(dataset=dataset, node=node, signer=signer)
     version, hashed, typed = grant_typed_data(
-        dataset=dataset, node=node, wrapped_key=raw, version=version
+        dataset=dataset, node=node, wrapped_key=raw, version=version, signer=address
     )
-    sig = member_signature(dataset.owner, typed, signature)
+    sig = _signed_by(typed, signature, address, dataset.owner, f"the grant to node {node}")
     grant = Grant.objects.create(
         version=version,
         node=node,
         wrapped_key="0x" + raw.hex(),
         grant_hash=hashed,
         signature=_hex(sig),
-        signer_address=dataset.owner.governance_address,
+        signer_address=address,
         signature_nonce=int(typed["message"]["nonce"]),
         cross_member=node.member_id != dataset.owner_id,
     )

@@ -25,7 +25,7 @@ from registry_helpers import CITY, EVE, MARY, NEWKEY, NORTH, Deployment, reverts
 
 from chain import eip712
 from chain.datasets import Anchor, Dataset, DatasetRegistry, Grant
-from chain.registry import ConsortiumRegistry
+from chain.registry import ConsortiumRegistry, Scope
 
 M1, M2, M3 = manifest("v1"), manifest("v2"), manifest("v3")
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -243,7 +243,7 @@ def test_it_revokes_a_grant(ds: DatasetRegistry) -> None:
         ds.revoke_grant(dataset_id=DATASET, node_id=MARY_NODE, sender_key=MARY.key)
 
 
-def test_it_takes_grants_only_from_the_owners_governance(
+def test_it_takes_grants_from_the_owners_governance_or_data_delegates(
     ds: DatasetRegistry, reg: ConsortiumRegistry
 ) -> None:
     def record(sender_key: str, node_id: bytes = MARY_NODE, dataset_id: bytes = DATASET) -> None:
@@ -254,23 +254,137 @@ def test_it_takes_grants_only_from_the_owners_governance(
     with reverts("UnknownDataset", datasetId=DATASET):
         record(MARY.key)
     anchor(ds, STEWARD, 1, M1)
-    with reverts("NotAuthorised", signer=STEWARD.address):  # a DATA delegate may not grant
-        record(STEWARD.key)
+    with reverts("NotAuthorised", signer=OPERATOR.address):  # a NODE delegate may not grant
+        record(OPERATOR.key)
     with reverts("NotAuthorised", signer=EVE.address):
         record(EVE.key)
     with reverts("NotOwner", datasetId=DATASET, memberId=2):
         record(CITY.key, node_id=CITY_NODE)
+    with reverts("NotOwner", datasetId=DATASET, memberId=2):  # another member's steward
+        record(CITY_STEWARD.key, node_id=CITY_NODE)
     with reverts("UnknownNode", nodeId=OTHER):
         record(MARY.key, node_id=OTHER)
+    with reverts("UnknownNode", nodeId=OTHER):
+        record(STEWARD.key, node_id=OTHER)
     with reverts("InvalidHash", hash=ZERO):
         ds.record_grant(dataset_id=DATASET, node_id=MARY_NODE, grant_hash=ZERO, sender_key=MARY.key)
     record(MARY.key)
+    record(STEWARD.key)
     with reverts("NotOwner", datasetId=DATASET, memberId=2):
         ds.revoke_grant(dataset_id=DATASET, node_id=MARY_NODE, sender_key=CITY.key)
+    with reverts("NotAuthorised", signer=STEWARD.address):  # revoking stays with governance
+        ds.revoke_grant(dataset_id=DATASET, node_id=MARY_NODE, sender_key=STEWARD.key)
     reg.revoke_node(MARY_NODE, sender_key=MARY.key)
     with reverts("UnknownNode", nodeId=MARY_NODE):
         record(MARY.key)
+    with reverts("UnknownNode", nodeId=MARY_NODE):
+        record(STEWARD.key)
     ds.revoke_grant(dataset_id=DATASET, node_id=MARY_NODE, sender_key=MARY.key)  # still revocable
+
+
+def test_it_lets_a_data_delegate_grant_its_members_own_nodes(ds: DatasetRegistry) -> None:
+    anchor(ds, STEWARD, 1, M1)
+    typed = ds.record_grant_typed(
+        signer=STEWARD.address, dataset_id=DATASET, node_id=MARY_NODE, grant_hash=grant("m")
+    )
+    receipt = ds.record_grant_by_sig(
+        dataset_id=DATASET,
+        node_id=MARY_NODE,
+        grant_hash=grant("m"),
+        signer=STEWARD.address,
+        signature=sign(STEWARD, typed),
+    )
+    assert events(ds, receipt) == [
+        (
+            "GrantRecorded",
+            {
+                "datasetId": DATASET,
+                "nodeId": MARY_NODE,
+                "nodeMemberId": 1,
+                "grantHash": grant("m"),
+                "crossMember": False,
+            },
+        )
+    ]
+    assert ds.grant_of(DATASET, MARY_NODE) == Grant(DATASET, MARY_NODE, grant("m"), True)
+    assert ds.nonce(STEWARD.address) == 2  # the anchor, then the grant
+
+
+def test_it_refuses_a_data_delegates_grant_to_another_members_node(ds: DatasetRegistry) -> None:
+    anchor(ds, STEWARD, 1, M1)
+    typed = ds.record_grant_typed(
+        signer=STEWARD.address, dataset_id=DATASET, node_id=CITY_NODE, grant_hash=grant("c")
+    )
+    with reverts(
+        "DatasetRegistryCrossMemberGrant",
+        delegate=STEWARD.address,
+        nodeId=CITY_NODE,
+        nodeMemberId=2,
+    ):
+        ds.record_grant_by_sig(
+            dataset_id=DATASET,
+            node_id=CITY_NODE,
+            grant_hash=grant("c"),
+            signer=STEWARD.address,
+            signature=sign(STEWARD, typed),
+        )
+    with reverts(
+        "DatasetRegistryCrossMemberGrant",
+        delegate=STEWARD.address,
+        nodeId=CITY_NODE,
+        nodeMemberId=2,
+    ):
+        ds.record_grant(
+            dataset_id=DATASET, node_id=CITY_NODE, grant_hash=grant("c"), sender_key=STEWARD.key
+        )
+    assert ds.grant_of(DATASET, CITY_NODE).active is False
+    # The same grant signed by the owner's governance key is the cross-member "server mode".
+    typed = ds.record_grant_typed(
+        signer=MARY.address, dataset_id=DATASET, node_id=CITY_NODE, grant_hash=grant("c")
+    )
+    receipt = ds.record_grant_by_sig(
+        dataset_id=DATASET,
+        node_id=CITY_NODE,
+        grant_hash=grant("c"),
+        signer=MARY.address,
+        signature=sign(MARY, typed),
+    )
+    [(name, args)] = events(ds, receipt)
+    assert (name, args["nodeMemberId"], args["crossMember"]) == ("GrantRecorded", 2, True)
+
+
+def test_it_refuses_grants_from_a_removed_data_delegate(
+    ds: DatasetRegistry, reg: ConsortiumRegistry
+) -> None:
+    anchor(ds, STEWARD, 1, M1)
+    typed = ds.record_grant_typed(
+        signer=STEWARD.address, dataset_id=DATASET, node_id=MARY_NODE, grant_hash=grant("m")
+    )
+    signature = sign(STEWARD, typed)  # signed while still a delegate
+    reg.set_delegate(STEWARD.address, Scope.DATA, False, sender_key=MARY.key)
+    with reverts("NotAuthorised", signer=STEWARD.address):
+        ds.record_grant_by_sig(
+            dataset_id=DATASET,
+            node_id=MARY_NODE,
+            grant_hash=grant("m"),
+            signer=STEWARD.address,
+            signature=signature,
+        )
+    with reverts("NotAuthorised", signer=STEWARD.address):
+        ds.record_grant(
+            dataset_id=DATASET, node_id=MARY_NODE, grant_hash=grant("m"), sender_key=STEWARD.key
+        )
+
+
+def test_it_refuses_grants_from_a_removed_members_data_delegate(
+    ds: DatasetRegistry, reg: ConsortiumRegistry
+) -> None:
+    anchor(ds, CITY_STEWARD, 1, M1, dataset_id=OTHER)
+    remove_member(reg, 2)
+    with reverts("MemberInactive", memberId=2):  # the registry keeps the delegation
+        ds.record_grant(
+            dataset_id=OTHER, node_id=CITY_NODE, grant_hash=grant("c"), sender_key=CITY_STEWARD.key
+        )
 
 
 def test_it_withdraws_a_dataset_for_good(ds: DatasetRegistry) -> None:

@@ -346,14 +346,14 @@ async function run() {
       grants: job.grants,
     });
     const signature = await signTypedData(typed.manifest, typed.signer);
-    const governance = form.dataset.governanceAddress.toLowerCase();
     const grants = [];
     for (const [i, grant] of job.grants.entries()) {
-      if (signer.toLowerCase() === governance) {
+      // The portal names each grant's signer: this wallet for the member's own nodes.
+      if (typed.grant_signers[i].toLowerCase() === signer.toLowerCase()) {
         show(`Confirm in your wallet: sign the grant to node ${grant.node_id.slice(0, 10)}…`);
         grants.push({ ...grant, signature: await signTypedData(typed.grants[i], signer) });
       } else {
-        grants.push(grant); // signed by the member's governance key, or refused by the portal
+        grants.push(grant); // another member's node: the governance key's, or refused by the portal
       }
     }
     show("Opening the upload…");

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from datasets_api_helpers import NODE_PASSWORD
+from eth_account import Account
 from rest_framework.test import APIClient
 
 from portal.nodes.keystore import NodeKeystore
@@ -88,3 +91,35 @@ def api_as():
         return client
 
     return make
+
+
+@dataclass
+class Steward:
+    """St. Mary's data steward: a portal login and its own Data delegate key on chain."""
+
+    user: Any
+    key: str
+    address: str
+
+
+@pytest.fixture
+def steward(consortium, mary) -> Steward:
+    from chain.registry import Scope
+    from portal.consortium import services
+    from portal.consortium.models import Staff
+    from portal.core import chain as portal_chain
+    from portal.core.sync import chain_sync_run
+
+    key = "0x" + (0x3000).to_bytes(32, "big").hex()
+    address = Account.from_key(key).address
+    # The admin's governance key enables the delegate; the steward never holds it.
+    portal_chain.registry().set_delegate(address, Scope.DATA, True, sender_key=consortium[0].key)
+    chain_sync_run()
+    user = services.staff_create(
+        member=mary,
+        username="mary-steward",
+        password="mary-pass-123",
+        email="steward@mary.example",
+        role=Staff.Role.STEWARD,
+    ).user
+    return Steward(user=user, key=key, address=address)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -7,7 +9,9 @@ import requests
 from datasets_api_helpers import DjangoTestAdapter
 from django.core.management import CommandError, call_command
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
+from chain import eip712
 from chain.keystore import write_keystore
 from portal.datasets.management.commands.upload_dataset import Command
 from portal.datasets.models import Dataset, Upload
@@ -107,3 +111,83 @@ def test_the_cli_reports_a_bad_annotation_file_in_one_line(
         )
     assert "\n" not in str(failed.value) and str(failed.value)
     assert not Upload.objects.exists()
+
+
+def _run_as_steward(
+    phantoms, steward, tmp_path: Path, monkeypatch, nodes: list[str] | None = None
+) -> tuple[str, str]:
+    """The README's command: the steward's token and own Data delegate keystore, nothing else."""
+    source, annotations = phantoms
+    keystore = tmp_path / "steward.json"
+    write_keystore(keystore, steward.key, "pw", kdf="pbkdf2", iterations=1024)
+    (tmp_path / "pw").write_text("pw\n")
+    (tmp_path / "steward-token").write_text(Token.objects.create(user=steward.user).key)
+    monkeypatch.setattr(Command, "session_factory", staticmethod(_session(DjangoTestAdapter())))
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "upload_dataset",
+        str(source),
+        annotations=str(annotations),
+        portal="http://testserver",
+        token_file=str(tmp_path / "steward-token"),
+        keystore=str(keystore),
+        password_file=str(tmp_path / "pw"),
+        node=nodes or [],
+        work_dir=str(tmp_path / "work"),
+        no_progress=True,
+        stdout=out,
+        stderr=err,
+    )
+    return out.getvalue(), err.getvalue()
+
+
+def test_the_cli_uploads_and_grants_own_nodes_with_the_stewards_keystore_alone(
+    datasets_chain, phantoms, steward, node, tmp_path, monkeypatch, settings
+):
+    settings.DEMO_KEYSTORES = False  # no governance key anywhere for the portal to fall back on
+    output, errors = _run_as_steward(phantoms, steward, tmp_path, monkeypatch)
+    assert "version 1 anchored" in output and errors == ""
+    version = Dataset.objects.get(status=Dataset.Status.ACTIVE).versions.get()
+    assert version.signer_address == steward.address
+    grant = version.grants.get()
+    assert (grant.node, grant.state, grant.signer_address) == (node, "active", steward.address)
+    assert datasets_chain.grant_of(version.dataset.chain_id, node.node_id).active
+    assert datasets_chain.nonce(steward.address) == 2  # the anchor, then the grant
+
+
+def test_the_cli_leaves_a_grant_to_another_members_node_to_the_admin(
+    datasets_chain,
+    phantoms,
+    steward,
+    node,
+    other_node,
+    member_admin,
+    consortium,
+    tmp_path,
+    monkeypatch,
+    settings,
+):
+    settings.DEMO_KEYSTORES = False
+    nodes = [f"{n.node_id}={n.data_public_key}" for n in (node, other_node)]
+    output, errors = _run_as_steward(phantoms, steward, tmp_path, monkeypatch, nodes)
+    assert "version 1 anchored" in output
+    [line] = errors.splitlines()
+    assert f"grant to node {other_node.node_id} left out" in line
+    assert "another member's node" in line and "governance key" in line
+    dataset = Dataset.objects.get(status=Dataset.Status.ACTIVE)
+    assert f"/api/v1/datasets/{dataset.pk}/grants/add/" in line
+    assert [g.node for g in dataset.versions.get().grants.all()] == [node]
+    assert not datasets_chain.grant_of(dataset.chain_id, other_node.node_id).active
+
+    # The admin signs that grant with the governance key, from the wrapped key the CLI kept.
+    state = json.loads((tmp_path / "work" / "upload-state.json").read_text())
+    [entry] = [g for g in state["grants"] if g["node_id"] == other_node.node_id]
+    api = APIClient()
+    api.force_authenticate(member_admin)
+    base = f"/api/v1/datasets/{dataset.pk}/grants/add/"
+    typed = api.post(base + "typed-data/", entry, format="json").json()
+    signature = "0x" + eip712.sign_typed(consortium[0].key, typed).hex()
+    response = api.post(base, {**entry, "signature": signature}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["cross_member"] is True
+    assert datasets_chain.grant_of(dataset.chain_id, other_node.node_id).active

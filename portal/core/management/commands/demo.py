@@ -420,7 +420,8 @@ class Command(BaseCommand):
         self.token_file = token_file
 
     def _data_steward(self) -> None:
-        """St. Mary's steward login, and a Data delegate key that signs its manifests."""
+        """St. Mary's steward login, and a Data delegate key that signs its manifests and the
+        grants to its own nodes (the steward never holds the governance key)."""
         from django.contrib.auth import get_user_model
 
         from chain.registry import Scope
@@ -445,7 +446,7 @@ class Command(BaseCommand):
             member=member, address=delegate, scope=Delegate.Scope.DATA, enabled=True
         ).exists():
             return
-        # The member's governance key signs the delegation; the portal's relayer sends it.
+        # The admin's governance key signs the delegation; the portal's relayer sends it.
         _, governance_key = self._demo_account(short)
         registry = portal_chain.registry()
         typed = registry.set_delegate_typed(member.governance_address, delegate, Scope.DATA, True)
@@ -516,7 +517,8 @@ class Command(BaseCommand):
         return f"{DEMO_SLICES} slices in {source}"
 
     def _upload_dataset(self) -> str | None:
-        """What a hospital's steward runs: `upload_dataset` against the running web server."""
+        """What a hospital's steward runs: `upload_dataset` against the running web server,
+        with the steward's own Data delegate keystore alone."""
         from portal.consortium.services import DEMO_KEYSTORE_PASSWORD
         from portal.datasets.models import Dataset
 
@@ -532,7 +534,6 @@ class Command(BaseCommand):
         os.chmod(token_file, 0o600)
         password_file = data / "keystore-password"
         password_file.write_text(DEMO_KEYSTORE_PASSWORD)
-        governance, _ = self._demo_account(FOUNDERS[0][1])
         errors = io.StringIO()
         call_command(
             "upload_dataset",
@@ -541,8 +542,6 @@ class Command(BaseCommand):
             token_file=str(token_file),
             keystore=str(_demo_keystore(self.data_delegate)),
             password_file=str(password_file),
-            grant_keystore=str(_demo_keystore(governance)),
-            grant_password_file=str(password_file),
             title=DEMO_DATASET_TITLE,
             dataset_id=str(DEMO_DATASET_ID),
             work_dir=str(data / f"upload-{FOUNDERS[0][1]}"),

@@ -78,13 +78,18 @@ class Command(BaseCommand):
         parser.add_argument("--token", default="", help="API token (or --token-file)")
         parser.add_argument("--token-file", type=Path)
         parser.add_argument(
-            "--keystore", type=Path, required=True, help="governance or Data-delegate keystore"
+            "--keystore",
+            type=Path,
+            required=True,
+            help="governance or Data-delegate keystore: signs the manifest and the grants to "
+            "the member's own nodes",
         )
         parser.add_argument("--password-file", type=Path, required=True)
         parser.add_argument(
             "--grant-keystore",
             type=Path,
-            help="the governance keystore that signs the grants, if --keystore is a delegate",
+            help="the governance keystore, to sign grants to other members' nodes in this run "
+            "if --keystore is a delegate's (left out: those grants are left to the admin)",
         )
         parser.add_argument("--grant-password-file", type=Path)
         parser.add_argument(
@@ -213,7 +218,7 @@ class Command(BaseCommand):
             if upload["state"] != "open":
                 upload = None  # failed or expired: sign and open a new one
         if upload is None:
-            upload = self._open(portal, state, key, grant_key)
+            upload = self._open(portal, work, state, key, grant_key)
             state["upload_id"] = upload["id"]
             _save_state(work, state)
         sizes = {c["index"]: c["size"] for c in upload["chunks"]}
@@ -235,9 +240,10 @@ class Command(BaseCommand):
         return dict(portal.call("POST", f"datasets/uploads/{upload['id']}/commit/"))
 
     def _open(
-        self, portal: Portal, state: dict[str, Any], key: str, grant_key: str
+        self, portal: Portal, work: Path, state: dict[str, Any], key: str, grant_key: str
     ) -> dict[str, Any]:
         signer = Account.from_key(key).address
+        keys = {signer: key, Account.from_key(grant_key).address: grant_key}
         typed = portal.call(
             "POST",
             "datasets/uploads/typed-data/",
@@ -248,10 +254,18 @@ class Command(BaseCommand):
                 "grants": state["grants"],
             },
         )
-        grants = [
-            {**g, "signature": _sign(grant_key, t)}
-            for g, t in zip(state["grants"], typed["grants"], strict=True)
-        ]
+        grants = []
+        for g, t, who in zip(state["grants"], typed["grants"], typed["grant_signers"], strict=True):
+            if who in keys:
+                grants.append({**g, "signature": _sign(keys[who], t)})
+                continue
+            # Only another member's node takes the governance key, and leaving all of
+            # that key's grants out leaves the nonces of the other signer's unchanged.
+            self.stderr.write(
+                f"grant to node {g['node_id']} left out: it is another member's node, so your "
+                f"admin signs it with the governance key (POST /api/v1/datasets/"
+                f"{state['dataset_id']}/grants/add/, its wrapped key is in {work / STATE})"
+            )
         return dict(
             portal.call(
                 "POST",
