@@ -2,8 +2,8 @@
 
 With nothing set, the embedded stack of DESIGN.md: SQLite under var/, a
 SQLite Celery broker (portal/core/broker.py), a SQLite channel layer, files
-under var/ and a local anvil node. DATABASE_URL, REDIS_URL, CHAIN_RPC_URL and the S3 variables switch
-to the production stack. Secrets may be given as `<NAME>_FILE` (a path).
+under var/ and a local anvil node. DATABASE_URL, REDIS_URL, CHAIN_RPC_URL and
+the S3 variables switch to the production stack. Secrets may be given as `<NAME>_FILE` (a path).
 """
 
 from __future__ import annotations

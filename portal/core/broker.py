@@ -38,23 +38,27 @@ kills every consumer that takes it is delivered again and again.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from queue import Empty
-from typing import Any
+from typing import Any, cast
 
 import psutil
-from kombu.transport import virtual
-from kombu.utils.json import dumps, loads
+from kombu.transport import virtual  # type: ignore[attr-defined]
+from kombu.utils import json as kombu_json
 
 logger = logging.getLogger(__name__)
+# kombu's JSON (it also encodes dates, UUIDs and decimals); the stubs misdescribe it.
+_dumps = cast(Callable[[Any], str], kombu_json.dumps)
+_loads = cast(Callable[[str], Any], kombu_json.loads)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS message (
@@ -121,26 +125,57 @@ def owner_alive(owner: str) -> bool:
     return _start_time(int(pid)) == start
 
 
-def connect(
-    path: Path, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL"
-) -> sqlite3.Connection:
-    """Open (creating if needed) the broker file, in autocommit mode: transactions are explicit."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-    deadline = time.monotonic() + busy_timeout
-    while True:
+class BrokerFile:
+    """One process's handle on the broker: a SQLite connection in autocommit mode (the
+    transactions are explicit) and the lock file its writers queue on.
+
+    A writer takes an flock on ``<file>.lock`` before BEGIN IMMEDIATE: the kernel wakes a
+    waiter as soon as the lock is free, whereas SQLite's busy handler sleeps up to 100 ms
+    between tries, and producers in a tight loop starved the consumers for seconds.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0, synchronous: str = "NORMAL"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.pid = os.getpid()
+        self.lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self.db = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        with self._locked():
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={synchronous}")
+            if (
+                self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'binding'").fetchone()
+                is None
+            ):
+                self.db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         try:
-            # Switching to WAL needs a moment alone with the file; processes starting
-            # together may find it busy even with a timeout, so try again.
-            db.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            yield
+        finally:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: committed whole, or rolled back."""
+        with self._locked():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
                 raise
-            time.sleep(0.05)
-    db.execute(f"PRAGMA synchronous={synchronous}")
-    db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
-    return db
+            self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        # A forked child leaves its parent's handles alone.
+        if self.pid == os.getpid():
+            self.db.close()
+            os.close(self.lock_fd)
 
 
 class QoS(virtual.QoS):
@@ -193,35 +228,30 @@ class Channel(virtual.Channel):
             )
         self.path = Path(vhost)
         self._lock = threading.RLock()
-        self._db: sqlite3.Connection | None = None
-        self._db_pid = 0
+        self._file: BrokerFile | None = None
         self._owner = ""
         self._no_ack_queues: set[str] = set()
         self._next_recovery = 0.0
         self._maybe_recover()  # opens the file now, so a bad path fails at connect
 
     @property
-    def db(self) -> sqlite3.Connection:
-        # A forked child (Celery's pool) must not share its parent's SQLite handle.
-        if self._db is None or self._db_pid != os.getpid():
-            self._db = connect(
+    def file(self) -> BrokerFile:
+        # A forked child (Celery's pool) must not share its parent's handles.
+        if self._file is None or self._file.pid != os.getpid():
+            self._file = BrokerFile(
                 self.path, busy_timeout=float(self.busy_timeout), synchronous=self.synchronous
             )
-            self._db_pid = os.getpid()
-            self._owner = owner_of(self._db_pid)
-        return self._db
+            self._owner = owner_of(self._file.pid)
+        return self._file
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self.file.db
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self._lock, self.file.write() as db:
+            yield db
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         self._insert([queue], message, expires=None)
@@ -240,7 +270,7 @@ class Channel(virtual.Channel):
     ) -> None:
         if not queues:
             return
-        payload = dumps(message)
+        payload = _dumps(message)
         priority = self._get_message_priority(message)
         with self._write() as db:
             db.executemany(
@@ -274,7 +304,7 @@ class Channel(virtual.Channel):
         if not rows:
             raise Empty()  # another consumer took it between the read and the claim
         row_id, payload, deliveries = rows[0]
-        message: dict[str, Any] = loads(payload)
+        message: dict[str, Any] = _loads(payload)
         properties = message["properties"]
         # The row is the delivery: fanout copies share kombu's tag, rows never do.
         properties["delivery_tag"] = str(row_id)
@@ -415,9 +445,9 @@ class Channel(virtual.Channel):
     def close(self) -> None:
         super().close()  # restores unacknowledged messages through the handle first
         with self._lock:
-            if self._db is not None and self._db_pid == os.getpid():
-                self._db.close()
-            self._db = None
+            if self._file is not None:
+                self._file.close()
+            self._file = None
 
 
 class Transport(virtual.Transport):
@@ -438,6 +468,26 @@ class Transport(virtual.Transport):
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.state = self.global_state
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+        """kombu's polling loop, except that it returns once every consumer is at its
+        prefetch limit: Celery's blocking loop acknowledges only between two calls, so
+        waiting out its 2 s timeout would stall a prefork worker after each batch."""
+        start = time.monotonic()
+        interval = self.polling_interval or 0.0
+        if timeout is not None:
+            interval = min(interval, timeout)
+        while True:
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+                return
+            except Empty:
+                pass
+            if timeout is not None and time.monotonic() - start >= timeout:
+                raise TimeoutError()
+            time.sleep(interval)
+            if any(c._consumers and not c.qos.can_consume() for c in self.channels):
+                raise TimeoutError()
 
     def driver_version(self) -> str:
         return sqlite3.sqlite_version
