@@ -3,8 +3,12 @@ task, and the producer and consumer processes that test_broker.py starts.
 
 Run by the tests, never collected itself. Every process appends one line per event to
 the file named by STRESS_LOG (O_APPEND writes of one short line are atomic):
-``P <id> <pid>`` when the task ran, ``A <id> <pid>`` when the worker acknowledged it,
-``C <id> <pid>`` when a payload arrived corrupted.
+``R <name> <pid>`` when a worker is ready, ``P <id> <pid>`` when the task ran,
+``A <id> <pid>`` once the broker has the acknowledgement (the transport's own
+``basic_ack`` returned: for the embedded broker, the row is deleted), ``S <id> <pid>``
+when a consumer stalls in its task for the harness to SIGKILL it, and ``C <id> <pid>``
+when a payload arrived corrupted. The consumers run the portal's transport, with
+``basic_ack`` noting that line and nothing else changed.
 
 ``STRESS_BROKER=filesystem`` points the same harness at kombu's stock filesystem
 transport; ``STRESS_PAUSE`` makes its producers sleep between creating a message file
