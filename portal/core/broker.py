@@ -15,15 +15,16 @@ Why not what kombu ships:
 - Atomic renames into the folder would fix the race, not the loss on a kill.
 
 Here every put is one INSERT and every take one UPDATE ... RETURNING, each inside an
-IMMEDIATE transaction on a WAL database with a busy timeout, so a reader sees a whole
-message or none. Taking a message does not remove it: it marks the row with its
-owner (host, pid and the process's start time, so a reused pid is not mistaken for
-it). An acknowledgement deletes the row, so an acknowledged message is never
-delivered again; a reject with requeue, or kombu's restore when a channel closes,
-clears the owner. Any consumer checks now and then (``recover_interval``) whether
-the owners of taken rows on this host are still alive and makes the rows of dead
-ones (SIGKILL, OOM) visible again: they go to the restarted consumer or another one.
-A live owner keeps its rows however long its task runs, unlike a visibility timeout.
+IMMEDIATE transaction on a WAL database (writers queue on a lock file, see
+BrokerFile), so a reader sees a whole message or none. Taking a message does not
+remove it: it marks the row with its owner (host, pid and the process's start time,
+so a reused pid is not mistaken for it). An acknowledgement deletes the row, so an
+acknowledged message is never delivered again; a reject with requeue, or kombu's
+restore when a channel closes, clears the owner. Any consumer checks now and then
+(``recover_interval``) whether the owners of taken rows on this host are still alive
+and makes the rows of dead ones (SIGKILL, OOM) visible again: they go to the
+restarted consumer or another one. A live owner keeps its rows however long its task
+runs, unlike a visibility timeout.
 
 Bindings live in the file too, so direct, topic and fanout exchanges route alike in
 every process: ``celery inspect`` and remote control work. A message sent to a
@@ -90,6 +91,7 @@ _NEXT = (
 )
 _RETURNING = "RETURNING id, payload, deliveries"
 _HOST = socket.gethostname()
+_INHERITED: list[BrokerFile] = []
 
 
 def _start_time(pid: int) -> str | None:
@@ -238,6 +240,8 @@ class Channel(virtual.Channel):
     def file(self) -> BrokerFile:
         # A forked child (Celery's pool) must not share its parent's handles.
         if self._file is None or self._file.pid != os.getpid():
+            if self._file is not None:
+                _INHERITED.append(self._file)  # never closed here: SQLite must not, after a fork
             self._file = BrokerFile(
                 self.path, busy_timeout=float(self.busy_timeout), synchronous=self.synchronous
             )

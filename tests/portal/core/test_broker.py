@@ -153,3 +153,13 @@ def test_it_reproduces_kombu_1551_with_the_stock_filesystem_transport(tmp_path):
     assert report.lost
     with pytest.raises(AssertionError):
         assert report.problems() == []
+
+
+def test_it_refuses_kombus_filesystem_broker_with_a_reason(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MEDCHAIN_VAR_DIR=str(tmp_path))
+    env["CELERY_BROKER_URL"] = "filesystem://localhost//"
+    run = subprocess.run(
+        [sys.executable, "-c", "import portal.settings"], env=env, capture_output=True, text=True
+    )
+    assert run.returncode != 0
+    assert "loses messages (celery/kombu#1551)" in run.stderr
