@@ -474,9 +474,9 @@ class Transport(virtual.Transport):
         self.state = self.global_state
 
     def drain_events(self, connection: Any, timeout: float | None = None) -> None:
-        """kombu's polling loop, except that it returns once every consumer is at its
-        prefetch limit: Celery's blocking loop acknowledges only between two calls, so
-        waiting out its 2 s timeout would stall a prefork worker after each batch."""
+        """kombu's polling loop, except that it times out early while a consumer is at
+        its prefetch limit: Celery's blocking loop acknowledges only between two calls,
+        so waiting out its 2 s timeout would stall a prefork worker after each batch."""
         start = time.monotonic()
         interval = self.polling_interval or 0.0
         if timeout is not None:
@@ -490,7 +490,8 @@ class Transport(virtual.Transport):
             if timeout is not None and time.monotonic() - start >= timeout:
                 raise TimeoutError()
             time.sleep(interval)
-            if any(c._consumers and not c.qos.can_consume() for c in self.channels):
+            blocked = any(c._consumers and not c.qos.can_consume() for c in self.channels)
+            if blocked and timeout is not None:  # a caller without a timeout asked to wait
                 raise TimeoutError()
 
     def driver_version(self) -> str:
