@@ -1,9 +1,10 @@
 """The one settings module. Every value comes from the environment.
 
 With nothing set, the embedded stack of DESIGN.md: SQLite under var/, a
-filesystem Celery broker, a SQLite channel layer, files under var/ and a local
-anvil node. DATABASE_URL, REDIS_URL, CHAIN_RPC_URL and the S3 variables switch
-to the production stack. Secrets may be given as `<NAME>_FILE` (a path).
+SQLite Celery broker (portal/core/broker.py), a SQLite channel layer, files
+under var/ and a local anvil node. DATABASE_URL, REDIS_URL, CHAIN_RPC_URL and
+the S3 variables switch to the production stack. Secrets may be given as
+`<NAME>_FILE` (a path).
 """
 
 from __future__ import annotations
@@ -158,21 +159,20 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# Celery: Redis (or any URL) in production, kombu's filesystem transport embedded
-# (named with a host: without one kombu prints "No hostname was supplied").
-_broker_dir = VAR_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://localhost//")
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed", "control"):
-        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "store_processed": False,
-        "polling_interval": 0.1,
-    }
+# Celery: Redis (or any URL) in production; embedded, one SQLite file under var/ through
+# our own kombu transport (portal/core/broker.py says why not kombu's filesystem one).
+CELERY_BROKER_URL = env.str(
+    "CELERY_BROKER_URL", default=REDIS_URL or f"sqlite:///{VAR_DIR / 'broker' / 'broker.sqlite3'}"
+)
+if CELERY_BROKER_URL.startswith("filesystem:"):
+    raise environ.ImproperlyConfigured(
+        "CELERY_BROKER_URL=filesystem:// loses messages (celery/kombu#1551): unset it for "
+        "the embedded SQLite broker, or give a Redis URL"
+    )
+if CELERY_BROKER_URL.startswith("sqlite:"):
+    CELERY_BROKER_TRANSPORT = "portal.core.broker:Transport"
+    # ≈ 20 ms from enqueue to pick-up (median); an idle poll is one indexed read.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"polling_interval": 0.05}
 else:
     # Redelivery after a hard kill waits this long: just above the longest task.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 900}

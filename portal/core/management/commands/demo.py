@@ -208,8 +208,6 @@ class Command(BaseCommand):
             for sub in ("demo-keystores", "nodes", "broker", "demo-data"):
                 _rmtree(self.var / sub)
             (self.var / "celerybeat-schedule").unlink(missing_ok=True)
-            for sub in ("queue", "processed", "control"):
-                (self.var / "broker" / sub).mkdir(parents=True, exist_ok=True)
 
     def _run(self, anvil: AnvilNode, children: Children, *, seed_only: bool) -> None:
         steps: list[tuple[str, Callable[[], str | None]]] = [
