@@ -193,7 +193,10 @@ class Children:
         procs = [c.proc for c in reversed(self.children.values()) if c.proc is not None]
         for proc in procs:
             if proc.poll() is None:
-                _signal_group(proc.pid, signal.SIGTERM)
+                # The leader only: a Celery worker stops its own pool (a SIGTERM to the pool
+                # too makes it log an ERROR per process); what it leaves is killed below.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for proc in procs:
             try:
