@@ -189,22 +189,17 @@ class Children:
     def restarts(self) -> dict[str, int]:
         return {name: child.restarts for name, child in self.children.items()}
 
-    def stop_all(self) -> None:
-        procs = [c.proc for c in reversed(self.children.values()) if c.proc is not None]
-        for proc in procs:
-            if proc.poll() is None:
-                # The leader only: a Celery worker stops its own pool (a SIGTERM to the pool
-                # too makes it log an ERROR per process); what it leaves is killed below.
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-            _kill_group(proc.pid)
+    def stop_all(self, order: tuple[str, ...] = ()) -> None:
+        """Stop the children named in `order` one after the other, then the rest, newest first.
+
+        One at a time, so what is still running can finish its work: a node's check-in
+        in flight still finds the web server.
+        """
+        names = [*order, *(n for n in reversed(self.children) if n not in order)]
+        for name in names:
+            child = self.children.get(name)
+            if child is not None and child.proc is not None:
+                _stop(child.proc)
         for log in self._logs:
             log.close()
         self.pidfile.unlink(missing_ok=True)
@@ -233,6 +228,20 @@ def _signal_group(pid: int, sig: int) -> None:
     # The child leads its own session: this reaches its pool processes too.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    if proc.poll() is None:
+        # The leader only: a Celery worker stops its own pool (a SIGTERM to the pool too
+        # makes it log an ERROR per process); what it leaves is killed below.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    _kill_group(proc.pid)
 
 
 def _kill_group(pgid: int, timeout: float = 10) -> None:

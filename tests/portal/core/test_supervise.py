@@ -140,3 +140,23 @@ def test_it_holds_a_stop_signal_until_the_deferred_block_ends():
         for sig, handler in before.items():
             signal.signal(sig, handler)
     assert reached_end
+
+
+def test_it_stops_children_one_at_a_time_in_the_order_given(children: Children, tmp_path: Path):
+    said = tmp_path / "stopped"
+    for name in ("worker", "beat", "web", "node"):
+        says_when_stopped = (
+            "import signal, sys, time\n"
+            "def stop(*_):\n"
+            f"    open({str(said)!r}, 'a').write({name!r} + '\\n'); sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, stop)\n"
+            f"open({str(said)!r}, 'a').write('up\\n')\n"
+            "time.sleep(60)\n"
+        )
+        children.start(name, [sys.executable, "-c", says_when_stopped], dict(os.environ))
+    deadline = time.monotonic() + 10
+    while (said.read_text() if said.exists() else "").count("up") < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    children.stop_all(order=("beat", "worker"))
+    assert said.read_text().split()[4:] == ["beat", "worker", "node", "web"]

@@ -113,7 +113,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         finally:
             signals.ignore()
-            children.stop_all()
+            # Beat first (no new messages), the web server last (a node's check-in needs it).
+            children.stop_all(order=("beat", "worker", "node", "web"))
             anvil.stop()
             self.console.print(f"Stopped. State is kept in {self.var} (use --fresh to start over).")
 
