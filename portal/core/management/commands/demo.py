@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 from django.conf import settings
 from django.core.management import call_command
@@ -189,6 +190,11 @@ class Command(BaseCommand):
         """Restart children that died (with back-off), saying so; CrashLoop stops the demo."""
         for line in self.children.supervise():
             self.console.print(f"[yellow]↻[/] {escape(line)}")
+        anvil = getattr(self, "anvil", None)
+        if anvil is not None and not _running(anvil.pid):
+            # Not restarted: anvil saves its state only on a clean exit, so a restart could
+            # bring back an older chain than the database mirrors.
+            raise CommandError(f"the chain (anvil) stopped: see {anvil.log_file}")
 
     @staticmethod
     def _migrate() -> None:
@@ -543,6 +549,13 @@ class Command(BaseCommand):
                 app.send_task("nodes.request_check_ins", queue="portal")
                 next_nudge = time.monotonic() + nudge
             time.sleep(every)
+        return False
+
+
+def _running(pid: int | None) -> bool:
+    try:
+        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 
