@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: all deps demo test lint bench contracts clean static
+.PHONY: all deps demo soak test lint bench contracts clean static
 
 all: deps
 
@@ -45,6 +45,11 @@ deps: $(STAMP) $(CONTRACTS_STAMP) static
 
 demo: deps
 	$(BIN)/python manage.py demo
+
+# The demo stack under beat and node traffic (var/soak/, free ports); report in var/soak.json.
+SOAK_MINUTES ?= 30
+soak: deps
+	$(BIN)/python manage.py soak --minutes $(SOAK_MINUTES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

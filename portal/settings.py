@@ -71,6 +71,8 @@ if not secret("REDIS_URL", default=""):
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files without DEBUG, before anything that would touch a session or the database.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -136,7 +138,12 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns at every start without it
 STATICFILES_DIRS = [BASE_DIR / "portal" / "static"]
+# Embedded: WhiteNoise serves the source folders themselves (indexed once at start), so the
+# demo needs no collectstatic copy of Pyodide and serves what `make static` last built.
+# Production runs `collectstatic` into STATIC_ROOT, which WhiteNoise serves.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 MEDIA_ROOT = VAR_DIR / "media"
 
 REDIS_URL = secret("REDIS_URL", default="") or ""

@@ -3,8 +3,11 @@ with its own var/ folder, stopped with Ctrl-C (SIGINT).
 
 The first run seeds the consortium, starts every server, uploads St. Mary's
 phantom CT dataset through the HTTP API and waits for the node to decrypt it;
-the second run on the same var/ finds the dataset and uploads nothing. The
-test reads the demo's database with plain SQL as an observer.
+it serves its pages with DEBUG off and its static files through WhiteNoise, and
+restarts its Celery worker once that is killed. It starts with SIGINT ignored, as
+a background job does, and Ctrl-C still stops it. The second run on the same var/
+finds the dataset and uploads nothing. The test reads the demo's database with
+plain SQL as an observer.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ DECRYPTED = re.compile(
     r"Dataset (.+) decrypted and verified on .+: (\d+) instances, (\d+) boxes, version (\d+), "
     r"anchored in tx (0x[0-9a-f]{64}) .*(http://\S+/datasets/([0-9a-f-]{36})/)"
 )
+RESTARTED = re.compile(r"worker restarted \(pid (\d+)\) — its log: (\S+worker\.log)")
 STEWARD = ("mary-steward", "medchain-demo")
+STATIC = ROOT / "portal" / "static"
 
 
 def free_port() -> int:
@@ -79,7 +84,7 @@ class Demo:
         return self.proc.wait(timeout=60)
 
 
-def start_demo(var: Path, port: int, chain_port: int) -> Demo:
+def start_demo(var: Path, port: int, chain_port: int, *, sigint_ignored: bool = False) -> Demo:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -88,8 +93,12 @@ def start_demo(var: Path, port: int, chain_port: int) -> Demo:
     # Wide enough that rich never wraps the lines the test reads.
     env.update({"MEDCHAIN_VAR_DIR": str(var), "COLUMNS": "400", "PYTHONUNBUFFERED": "1"})
     argv = [sys.executable, str(ROOT / "manage.py"), "demo"]
+    argv += ["--port", str(port), "--chain-port", str(chain_port)]
+    if sigint_ignored:
+        # What `make test &` does to its jobs: Python then installs no SIGINT handler itself.
+        argv = ["/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv]
     proc = subprocess.Popen(
-        [*argv, "--port", str(port), "--chain-port", str(chain_port)],
+        argv,
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -164,6 +173,39 @@ def steward_session(base: str) -> requests.Session:
     return session
 
 
+def assert_static_served_without_debug(base: str, browser: requests.Session) -> None:
+    """Every file under portal/static (Pyodide included) through WhiteNoise; no debug page."""
+    upload = browser.get(f"{base}datasets/upload/", timeout=30)
+    assert upload.status_code == 200 and "/static/js/dataset-upload.js" in upload.text
+    files = [  # vendor/ may be a link to another checkout's build
+        (Path(folder) / name).relative_to(STATIC).as_posix()
+        for folder, _, names in os.walk(STATIC, followlinks=True)
+        for name in names
+    ]
+    assert "vendor/pyodide/pyodide.asm.wasm" in files, "run `make static`"
+    for name in [*files, "admin/css/base.css"]:
+        served = requests.head(f"{base}static/{name}", timeout=30)
+        assert served.status_code == 200, name
+    wasm = requests.head(f"{base}static/vendor/pyodide/pyodide.asm.wasm", timeout=30)
+    assert wasm.headers["content-type"] == "application/wasm"
+    missing = browser.get(f"{base}no-such-page/", timeout=30)
+    assert missing.status_code == 404 and "Page not found" in missing.text
+    assert "DEBUG = True" not in missing.text and "URLconf" not in missing.text
+
+
+def kill_and_see_restart(demo: Demo, var: Path) -> dict[str, int]:
+    """SIGKILL the Celery worker: the demo names it and its log, and starts one more."""
+    killed = recorded_pids(var)["worker"]
+    os.kill(killed, signal.SIGKILL)
+    restarted = demo.wait_for(RESTARTED, 60)
+    assert re.search(r"worker exited with code -9; restarting in 1 s", demo.output)
+    assert Path(restarted.group(2)) == var / "log" / "worker.log"
+    pids = recorded_pids(var)
+    assert pids["worker"] == int(restarted.group(1)) != killed and _alive(pids["worker"])
+    assert not [p.pid for p in psutil.process_iter() if _group_of(p.pid) == killed]
+    return pids
+
+
 def count_rows(var: Path, table: str) -> int:
     with sqlite3.connect(var / "medchain.sqlite3") as db:
         return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
@@ -173,7 +215,7 @@ def test_it_shows_the_dataset_story_and_skips_the_upload_on_a_second_run(tmp_pat
     var = tmp_path / "var"
     port, chain_port = free_port(), free_port()
 
-    demo = start_demo(var, port, chain_port)
+    demo = start_demo(var, port, chain_port, sigint_ignored=True)
     try:
         base = demo.wait_for(RUNNING, 300).group(1)
         pids = recorded_pids(var)
@@ -190,12 +232,15 @@ def test_it_shows_the_dataset_story_and_skips_the_upload_on_a_second_run(tmp_pat
         assert listing.status_code == 200 and f"/datasets/{dataset_id}/" in listing.text
         detail = browser.get(page, timeout=30)
         assert detail.status_code == 200 and tx in detail.text
+        assert_static_served_without_debug(base, browser)
+        killed = pids["worker"]
+        pids = kill_and_see_restart(demo, var)
     finally:
         code = demo.interrupt()
     assert code == 0, demo.output
     assert "Stopped." in demo.output
     assert {"anvil", "worker", "beat", "web", "node"} <= set(pids)
-    assert_all_gone(pids)
+    assert_all_gone({**pids, "killed worker": killed})
     assert not (var / "demo.pids").exists()
 
     again = start_demo(var, port, chain_port)

@@ -4,7 +4,9 @@ Starts an anvil node (state under var/), migrates, deploys the registry with
 three founding hospitals, admits a fourth by vote, registers a training node
 of the first hospital and gives it a data steward with a Data delegate key,
 then runs a Celery worker, Celery beat, the ASGI web server and the hospital
-node worker, each a child process stopped by its PID on Ctrl-C. Once the node
+node worker, each a child process in its own session (portal/core/supervise.py):
+one that dies is restarted with back-off, one that keeps dying stops the demo,
+and Ctrl-C, SIGTERM or SIGHUP stops them all by PID. Once the node
 has checked in, the steward uploads synthetic CT phantoms the way a hospital
 does (`upload_dataset` over the HTTP API) and the demo waits for the node to
 fetch, verify and decrypt them. A second run reuses var/ (chain state,
@@ -14,23 +16,19 @@ servers, so it uploads nothing.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
 import requests
@@ -45,6 +43,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from chain import eip712
 from chain.anvil import ANVIL_DEV_KEYS, AnvilNode
+from portal.core.supervise import Children, CrashLoop, StopSignals
 
 FOUNDERS = [
     ("St. Mary's Hospital", "mary"),
@@ -70,86 +69,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-@dataclass
-class Children:
-    """Child processes, each in its own session so Ctrl-C reaches only us; stopped by PID."""
-
-    pidfile: Path
-    log_dir: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    logs: list[IO[bytes]] = field(default_factory=list)
-    adopted: dict[str, int] = field(default_factory=dict)
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self.logs.append(log)
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=settings.BASE_DIR,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs[name] = proc
-        self._record()
-        return proc
-
-    def adopt(self, name: str, pid: int) -> None:
-        """Record a process started elsewhere (anvil), so a later run can find it."""
-        self.adopted[name] = pid
-        self._record()
-
-    def _record(self) -> None:
-        pids = {**self.adopted, **{n: p.pid for n, p in self.procs.items()}}
-        self.pidfile.write_text(json.dumps(pids))
-
-    def dead(self) -> list[str]:
-        return [name for name, proc in self.procs.items() if proc.poll() is not None]
-
-    def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            proc = self.procs[name]
-            if proc.poll() is None:
-                _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        for log in self.logs:
-            log.close()
-        self.pidfile.unlink(missing_ok=True)
-
-    @staticmethod
-    def stop_stale(pidfile: Path) -> None:
-        """Stop what a previous demo that was killed outright left running."""
-        if not pidfile.exists():
-            return
-        for pid in json.loads(pidfile.read_text()).values():
-            try:
-                cmdline = " ".join(psutil.Process(pid).cmdline())
-            except psutil.Error:
-                continue
-            if any(word in cmdline for word in ("portal", "manage.py", "anvil")):
-                if os.getpgid(pid) == pid:
-                    _signal_group(pid, signal.SIGTERM)
-                else:
-                    os.kill(pid, signal.SIGTERM)  # anvil dumps its state on SIGTERM
-                with contextlib.suppress(psutil.Error):
-                    psutil.Process(pid).wait(timeout=15)
-        pidfile.unlink(missing_ok=True)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    # The child leads its own session: this reaches its pool processes too.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
 
 
 class Command(BaseCommand):
@@ -181,21 +100,24 @@ class Command(BaseCommand):
                     "--port/--chain-port"
                 )
         self._maybe_wipe(fresh=options["fresh"])
-        children = Children(self.var / "demo.pids", log_dir)
+        signals = StopSignals()
+        children = Children(self.var / "demo.pids", log_dir, Path(settings.BASE_DIR), signals)
+        self.children = children
         anvil = AnvilNode(state_file=self.var / "anvil-state.json", port=options["chain_port"])
-        signal.signal(signal.SIGTERM, _interrupt)
+        signals.install()
         try:
-            self._run(anvil, children, seed_only=options["seed_only"])
+            self._run(anvil, children, signals, seed_only=options["seed_only"])
         except KeyboardInterrupt:
             self.console.print("\n[bold]Stopping[/] the node, web, beat, worker and chain…")
+        except CrashLoop as exc:
+            self.console.print(f"[bold red]Stopping:[/] {escape(str(exc))}")
+            raise CommandError(str(exc)) from exc
         finally:
-            # A second Ctrl-C must not cut the shutdown short and leave children behind.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            children.stop_all()
-            if getattr(self, "anvil", None) is not None:
-                anvil.stop()
-            self.console.print("Stopped. State is kept in var/ (use --fresh to start over).")
+            signals.ignore()
+            # Beat first (no new messages), the web server last (a node's check-in needs it).
+            children.stop_all(order=("beat", "worker", "node", "web"))
+            anvil.stop()
+            self.console.print(f"Stopped. State is kept in {self.var} (use --fresh to start over).")
 
     def _maybe_wipe(self, *, fresh: bool) -> None:
         state = self.var / "anvil-state.json"
@@ -209,9 +131,11 @@ class Command(BaseCommand):
                 _rmtree(self.var / sub)
             (self.var / "celerybeat-schedule").unlink(missing_ok=True)
 
-    def _run(self, anvil: AnvilNode, children: Children, *, seed_only: bool) -> None:
+    def _run(
+        self, anvil: AnvilNode, children: Children, signals: StopSignals, *, seed_only: bool
+    ) -> None:
         steps: list[tuple[str, Callable[[], str | None]]] = [
-            ("Starting the chain (anvil)", lambda: self._start_chain(anvil, children)),
+            ("Starting the chain (anvil)", lambda: self._start_chain(anvil, children, signals)),
             ("Migrating the database", self._migrate),
             ("Deploying the consortium registry", self._deploy),
             ("Admitting Harbour Hospital by vote", self._admit_applicant),
@@ -254,13 +178,21 @@ class Command(BaseCommand):
         logins = ", ".join(f"{short}-admin" for _, short in [*FOUNDERS, APPLICANT])
         self.console.print(
             f"[bold green]MedChain is running at {url}[/] — demo logins {logins}, {STEWARD} "
-            f"(password {DEMO_PASSWORD}); logs in var/log/; Ctrl-C stops everything."
+            f"(password {DEMO_PASSWORD}); logs in {children.log_dir}/; Ctrl-C stops everything."
         )
         while True:
-            dead = children.dead()
-            if dead:
-                raise CommandError(f"{', '.join(dead)} stopped unexpectedly: see var/log/")
-            time.sleep(1)
+            self._supervise()
+            time.sleep(0.5)
+
+    def _supervise(self) -> None:
+        """Restart children that died (with back-off), saying so; CrashLoop stops the demo."""
+        for line in self.children.supervise():
+            self.console.print(f"[yellow]↻[/] {escape(line)}")
+        anvil = getattr(self, "anvil", None)
+        if anvil is not None and not _running(anvil.pid):
+            # Not restarted: anvil saves its state only on a clean exit, so a restart could
+            # bring back an older chain than the database mirrors.
+            raise CommandError(f"the chain (anvil) stopped: see {anvil.log_file}")
 
     @staticmethod
     def _migrate() -> None:
@@ -275,15 +207,19 @@ class Command(BaseCommand):
                 "CHAIN_RPC_URL": anvil.url,
                 "CHAIN_RELAYER_KEY": ANVIL_DEV_KEYS[0],
                 "NODE_CHECK_IN_SECONDS": str(settings.NODE_CHECK_IN_SECONDS),
+                "CELERY_BEAT_SECONDS": str(settings.CELERY_BEAT_SCHEDULE_SECONDS),
+                # No debug page for visitors; and a Celery worker in DEBUG keeps every query.
+                "DJANGO_DEBUG": "false",
                 "PYTHONUNBUFFERED": "1",
             }
         )
         return env
 
-    def _start_chain(self, anvil: AnvilNode, children: Children) -> None:
-        anvil.start()
-        if anvil.pid is not None:
-            children.adopt("anvil", anvil.pid)
+    def _start_chain(self, anvil: AnvilNode, children: Children, signals: StopSignals) -> None:
+        with signals.deferred():  # recorded before a Ctrl-C can stop the demo
+            anvil.start()
+            if anvil.pid is not None:
+                children.adopt("anvil", anvil.pid)
         self.anvil = anvil
         settings.CHAIN_RPC_URL = anvil.url
         settings.CHAIN_RELAYER_KEY = ANVIL_DEV_KEYS[0]
@@ -474,12 +410,13 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def _start_web(self, children: Children) -> None:
-        # Daphne's runserver: an ASGI server that also serves static files in DEBUG.
+        # Daphne itself, as in production: DEBUG is off, WhiteNoise serves the static files.
         children.start(
             "web",
-            [sys.executable, MANAGE, "runserver", f"127.0.0.1:{self.port}", "--noreload"],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "portal.asgi:application"],
             self._child_env(self.anvil),
-        )
+        )  # fmt: skip
         self._await(lambda: _http_status(f"http://127.0.0.1:{self.port}/health") is not None, 60)
 
     def _start_node(self, children: Children) -> None:
@@ -600,6 +537,7 @@ class Command(BaseCommand):
         deadline = time.monotonic() + seconds
         next_nudge = time.monotonic() + nudge if nudge else None
         while time.monotonic() < deadline:
+            self._supervise()
             if ready():
                 return True
             if next_nudge is not None and time.monotonic() > next_nudge:
@@ -608,6 +546,13 @@ class Command(BaseCommand):
                 app.send_task("nodes.request_check_ins", queue="portal")
                 next_nudge = time.monotonic() + nudge
             time.sleep(every)
+        return False
+
+
+def _running(pid: int | None) -> bool:
+    try:
+        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 
@@ -635,10 +580,6 @@ def _api_token(base: str, username: str, password: str) -> str:
 
 def _demo_keystore(address: str) -> Path:
     return Path(settings.DEMO_KEYSTORE_DIR) / f"{address.lower()}.json"
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _rmtree(path: Path) -> None:
