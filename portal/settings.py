@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 from chain.anvil import ANVIL_DEV_KEYS
 
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "channels",
@@ -81,7 +83,30 @@ MIDDLEWARE = [
     "portal.consortium.middleware.AdminTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# Content-Security-Policy: nothing from another origin, no inline script or style.
+# Pyodide compiles its WebAssembly ('wasm-unsafe-eval'); wallets inject their provider as
+# an extension, which a page's policy does not govern. CHAIN_PUBLIC_RPC_URL, when set, is
+# the one other origin the upload page may call (to read node keys from the chain).
+_csp_connect = [SELF]
+if env.str("CHAIN_PUBLIC_RPC_URL", default=""):
+    _csp_connect.append(env.str("CHAIN_PUBLIC_RPC_URL"))
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, "'wasm-unsafe-eval'"],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": _csp_connect,
+        "worker-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 ROOT_URLCONF = "portal.urls"
 ASGI_APPLICATION = "portal.asgi.application"
@@ -249,6 +274,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Consortium membership, datasets, federated rounds and the leaderboard.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from our own static files (pinned in pyproject), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 LOGGING = {

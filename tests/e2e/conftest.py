@@ -125,6 +125,13 @@ def browser_persona(browser_chromium, live_server) -> Callable[[str, str], Brows
         page = context.new_page()
         persona = BrowserPersona(name=name, address=account.address, page=page)
         page.on("pageerror", lambda exc: persona.errors.append(str(exc)))
+        # Chromium reports each Content-Security-Policy violation on the console.
+        page.on(
+            "console",
+            lambda message: persona.errors.append(message.text)
+            if "Content Security Policy" in message.text
+            else None,
+        )
 
         def accounts() -> list[str]:
             return [account.address]
