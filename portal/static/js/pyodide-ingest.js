@@ -28,8 +28,14 @@ def medchain_ingest(secret_hex):
         return json.dumps({"ok": False, "reason": exc.reason})
     finally:
         os.unlink(_IN)
-    with open(_OUT, "wb") as f:
-        f.write(r.data)
+    try:
+        with open(_OUT, "wb") as f:
+            for block in r.blocks():
+                f.write(block)
+    except IngestRefused as exc:
+        return json.dumps({"ok": False, "reason": exc.reason})
+    finally:
+        r.close()
     return json.dumps({
         "ok": True, "sopUidOriginal": r.sop_uid_original, "sopUidNew": r.sop_uid_new,
         "rows": r.rows, "cols": r.cols, "modality": r.modality,
