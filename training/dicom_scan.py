@@ -400,8 +400,10 @@ class _Walk:
                 f"sequence {_tag_text(frame.tag)} holds {_tag_text(tag)} at byte {at} "
                 "where an item belongs: the file is corrupt"
             )
-        self._count(8 if length == UNDEFINED_LENGTH else 8 + length, frame.tag)
+        self._count(8, frame.tag)  # the item's values are counted as they are walked
         end = None if length == UNDEFINED_LENGTH else self.stream.pos + length
+        if end is not None:
+            self._check_within(end, frame.tag)
         self.stack.append(_Frame(sequence=False, end=end, implicit=frame.implicit, tag=frame.tag))
 
     def _element(self, frame: _Frame | None) -> bool:
@@ -415,11 +417,10 @@ class _Walk:
             raise _truncated(where, 4 - len(first))
         tag = _tag(first)
         if tag >> 16 == 0xFFFE:
-            rest = self._exactly(4, where)
+            self._exactly(4, where)  # its length, zero for a delimiter
             if tag == ITEM_DELIMITER and frame is not None and frame.end is None:
                 self.stack.pop()
                 return True
-            del rest
             raise IngestRefused(f"a stray {_tag_text(tag)} at byte {at}: the file is corrupt")
         implicit = frame.implicit if frame is not None else self.implicit
         vr, length = self._vr_and_length(tag, implicit=implicit, where=where)
@@ -435,8 +436,10 @@ class _Walk:
         size = self.stream.size
         if size is not None and length != UNDEFINED_LENGTH and self.stream.pos + length > size:
             raise _truncated(f"element {_tag_text(tag)}", self.stream.pos + length - size)
+        if length != UNDEFINED_LENGTH:
+            self._check_within(self.stream.pos + length, tag)
         if self._is_sequence(tag, vr, length):
-            self._count(header_size if length == UNDEFINED_LENGTH else header_size + length, tag)
+            self._count(header_size, tag)  # its items are counted as they are walked
             self._open_sequence(tag, vr, length, implicit=implicit)
             return True
         self._count(header_size + length, tag)
@@ -514,6 +517,17 @@ class _Walk:
         if skipped < length:
             raise IngestRefused(f"the file is truncated: Pixel Data lacks {length - skipped} bytes")
         self.pixel = (at, value_offset, length, header)
+
+    def _check_within(self, end: int, tag: int) -> None:
+        """Refuse a value that would end beyond the nearest sequence or item of known length."""
+        for frame in reversed(self.stack):
+            if frame.end is not None:
+                if end > frame.end:
+                    raise IngestRefused(
+                        f"{_tag_text(tag)} overruns its {_kind(frame)} {_tag_text(frame.tag)}: "
+                        "the file is corrupt"
+                    )
+                return
 
     def _check_sop_class(self) -> None:
         check_sop_class(_text(self.values, SOP_CLASS_UID) or self.meta_sop_class)

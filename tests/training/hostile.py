@@ -19,7 +19,7 @@ from pydicom.uid import (
 from training.phantoms import write_ct_dataset
 
 PRIVATE_SQ = 0x00091010
-_EMPTY_PRIVATE_SQ = struct.pack("<HH2sHI", 0x0009, 0x1010, b"SQ", 0, 0)
+EMPTY_PRIVATE_SQ = struct.pack("<HH2sHI", 0x0009, 0x1010, b"SQ", 0, 0)
 _EMPTY_PRIVATE_SQ_IMPLICIT = struct.pack("<HHI", 0x0009, 0x1010, 0)
 
 
@@ -84,7 +84,7 @@ def nested(raw: bytes, depth: int, *, implicit: bool = False) -> bytes:
         empty = _EMPTY_PRIVATE_SQ_IMPLICIT
     else:
         sequence = struct.pack("<HH2sHI", 0x0009, 0x1010, b"SQ", 0, 0xFFFFFFFF)
-        empty = _EMPTY_PRIVATE_SQ
+        empty = EMPTY_PRIVATE_SQ
     item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
     closing = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
     assert raw.count(empty) == 1

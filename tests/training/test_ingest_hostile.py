@@ -132,6 +132,16 @@ def test_it_refuses_an_element_longer_than_the_file(tmp_path, ds, ingest):
     _refused(_write(tmp_path, "liar.dcm", raw), "truncated", ingest=ingest)
 
 
+@pytest.mark.parametrize("ingest", BOTH_PATHS)
+def test_it_refuses_an_item_that_overruns_its_sequence(tmp_path, ds, ingest):
+    raw = hostile.encode(hostile.with_private_sequence(ds))
+    liar = struct.pack("<HH2sHI", 0x0009, 0x1010, b"SQ", 0, 8) + struct.pack(
+        "<HHI", 0xFFFE, 0xE000, 1000
+    )
+    path = _write(tmp_path, "overrun.dcm", raw.replace(hostile.EMPTY_PRIVATE_SQ, liar))
+    _refused(path, "overruns its sequence", ingest=ingest)
+
+
 def test_it_refuses_a_file_over_the_cap_without_reading_it(tmp_path, ds):
     path = _write(tmp_path, "big.dcm", hostile.encode(ds))
     _refused(path, "more than the per-file cap of 1.0 KiB", max_file_bytes=1024)
