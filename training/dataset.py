@@ -4,8 +4,9 @@
 (``training.dicom_ingest``), re-keys the annotation file by the new UIDs,
 and streams the container (instances, then ``annotations.json``) through
 the chunked AES-256-GCM encryptor into one file per ciphertext chunk. It
-returns the unsigned manifest that others sign and anchor. One DICOM file
-and one chunk are held at a time: memory does not grow with the dataset.
+returns the unsigned manifest that others sign and anchor. One DICOM header
+and one chunk are held at a time, Pixel Data streams from its file in 1 MiB
+blocks: memory grows neither with the dataset nor with a file (docs/ingest.md).
 
 ``open_package`` is the reverse, for a node that holds the data key.
 No torch, Django or ``chain`` import: this runs in the uploader's process.
