@@ -257,6 +257,8 @@ DEMO_KEYSTORE_DIR = VAR_DIR / "demo-keystores"
 DATASET_MAX_CHUNK_BYTES = env.int("DATASET_MAX_CHUNK_BYTES", default=4 * 1024 * 1024)
 DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=64 * 1024**3)
 DATASET_UPLOAD_EXPIRY_HOURS = env.int("DATASET_UPLOAD_EXPIRY_HOURS", default=24)
+# Ingest refuses DICOM files larger than this (docs/ingest.md); upload_dataset --max-file-bytes.
+INGEST_MAX_FILE_BYTES = env.int("INGEST_MAX_FILE_BYTES", default=1024**3)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

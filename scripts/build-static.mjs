@@ -31,10 +31,12 @@ const PYODIDE_FILES = [
 const TRAINING_FILES = [
   "__init__.py",
   "annotations.py",
+  "decodable.py",
   "deid.py",
   "deid_profile.json",
   "dicom_fast.py",
   "dicom_ingest.py",
+  "dicom_scan.py",
 ];
 const FORBIDDEN_IMPORTS = /^\s*(import|from)\s+(torch|torchvision|numpy|cryptography|django|chain)\b/m;
 

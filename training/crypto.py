@@ -302,6 +302,22 @@ class ContainerWriter:
         self._writer.write(struct.pack(">H", len(encoded)) + encoded + struct.pack(">Q", len(data)))
         self._writer.write(data)
 
+    def add_blocks(self, name: str, size: int, blocks: Iterable[bytes]) -> None:
+        """A record of ``size`` bytes written block by block, never held whole."""
+        encoded = _encode_name(name)
+        if name in self._names:
+            raise ContainerError(f"duplicate container entry {name!r}")
+        self._names.add(name)
+        self._writer.write(struct.pack(">H", len(encoded)) + encoded + struct.pack(">Q", size))
+        written = 0
+        for block in blocks:
+            written += len(block)
+            if written > size:
+                break
+            self._writer.write(block)
+        if written != size:
+            raise ContainerError(f"entry {name!r} was announced as {size} bytes, not {written}")
+
     def close(self) -> None:
         self._writer.write(struct.pack(">H", 0))
 

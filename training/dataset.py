@@ -4,8 +4,9 @@
 (``training.dicom_ingest``), re-keys the annotation file by the new UIDs,
 and streams the container (instances, then ``annotations.json``) through
 the chunked AES-256-GCM encryptor into one file per ciphertext chunk. It
-returns the unsigned manifest that others sign and anchor. One DICOM file
-and one chunk are held at a time: memory does not grow with the dataset.
+returns the unsigned manifest that others sign and anchor. One DICOM header
+and one chunk are held at a time, Pixel Data streams from its file in 1 MiB
+blocks: memory grows neither with the dataset nor with a file (docs/ingest.md).
 
 ``open_package`` is the reverse, for a node that holds the data key.
 No torch, Django or ``chain`` import: this runs in the uploader's process.
@@ -35,7 +36,8 @@ from training.crypto import (
     generate_data_key,
     iter_container,
 )
-from training.dicom_ingest import IngestRefused, ingest_file
+from training.dicom_ingest import IngestedInstance, IngestRefused, ingest_file
+from training.dicom_scan import DEFAULT_MAX_FILE_BYTES
 
 MANIFEST_FORMAT = "medchain-dataset/1"
 FORMAT_VERSION = 1
@@ -116,8 +118,11 @@ def package_dataset(
     data_key: bytes | None = None,
     progress: Callable[[int, int], None] | None = None,
     skip_refused: bool = False,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> PackageResult:
     """De-identify and encrypt every DICOM file under ``source_dir`` into ``out_dir``.
+
+    A file larger than ``max_file_bytes`` is refused (docs/ingest.md).
 
     Any refused file aborts with :class:`RefusedFiles` listing every refusal,
     unless ``skip_refused``: then refused files are left out and listed in
@@ -148,6 +153,7 @@ def package_dataset(
             key=key,
             progress=progress,
             skip_refused=skip_refused,
+            max_file_bytes=max_file_bytes,
         )
         staging.replace(out)  # an empty out_dir is replaced atomically
     except BaseException:
@@ -174,6 +180,7 @@ def _package_into(
     key: bytes,
     progress: Callable[[int, int], None] | None,
     skip_refused: bool,
+    max_file_bytes: int,
 ) -> PackageResult:
     chunk_files = _ChunkFiles(staging)
     sink = EncryptingWriter(chunk_files, key=key, dataset_id=dataset_id)
@@ -187,21 +194,19 @@ def _package_into(
         for done, path in enumerate(paths, start=1):
             rel = path.relative_to(source).as_posix()
             try:
-                instance = ingest_file(path, uid_secret=uid_secret)
-                first = seen.get(instance.sop_uid_original)
-                if first is not None:
-                    raise IngestRefused(
-                        f"SOP Instance UID {instance.sop_uid_original} is also in {first.path}"
-                    )
+                instance = ingest_file(path, uid_secret=uid_secret, max_file_bytes=max_file_bytes)
             except IngestRefused as exc:
                 refused.append(Refusal(path=rel, reason=exc.reason))
             else:
-                seen[instance.sop_uid_original] = _Seen(rel, instance.rows, instance.cols)
-                uid_map[instance.sop_uid_original] = instance.sop_uid_new
-                modalities.add(instance.modality)
-                # After a refusal that aborts, only look for more refusals: nothing will be kept.
-                if skip_refused or not refused:
-                    writer.add(f"{INSTANCE_PREFIX}{instance.sop_uid_new}.dcm", instance.data)
+                try:
+                    _add_instance(
+                        writer, instance, rel=rel, seen=seen, refused=refused, keep=skip_refused
+                    )
+                finally:
+                    instance.close()
+                if instance.sop_uid_original in seen:
+                    uid_map[instance.sop_uid_original] = instance.sop_uid_new
+                    modalities.add(instance.modality)
                 del instance
             if progress is not None:
                 progress(done, len(paths))
@@ -257,6 +262,31 @@ def _package_into(
         manifest_sha256=manifest_sha256(manifest),
         refused=tuple(refused),
     )
+
+
+def _add_instance(
+    writer: ContainerWriter,
+    instance: IngestedInstance,
+    *,
+    rel: str,
+    seen: dict[str, _Seen],
+    refused: list[Refusal],
+    keep: bool,
+) -> None:
+    """Stream one ingested file into the container, or record why it is refused."""
+    first = seen.get(instance.sop_uid_original)
+    if first is not None:
+        reason = f"SOP Instance UID {instance.sop_uid_original} is also in {first.path}"
+        refused.append(Refusal(path=rel, reason=reason))
+        return
+    seen[instance.sop_uid_original] = _Seen(rel, instance.rows, instance.cols)
+    # After a refusal that aborts, only look for more refusals: nothing will be kept.
+    if keep or not refused:
+        name = f"{INSTANCE_PREFIX}{instance.sop_uid_new}.dcm"
+        try:
+            writer.add_blocks(name, instance.size, instance.blocks())
+        except IngestRefused as exc:  # the file changed after it was checked
+            raise PackageError(f"{rel}: {exc.reason}") from exc
 
 
 def open_package(

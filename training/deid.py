@@ -160,14 +160,7 @@ def remap_uid(uid: str, *, uid_secret: bytes, profile: Profile | None = None) ->
 
 def check_ingestible(ds: Dataset) -> None:
     """Raise :class:`IngestRefused` unless ``ds`` is a CT/MR image we may train on."""
-    sop_class = _sop_class(ds)
-    if not sop_class:
-        raise IngestRefused("no SOP Class UID: not a DICOM composite instance")
-    if sop_class not in INGESTIBLE_SOP_CLASSES:
-        name = UID(sop_class).name
-        described = sop_class if name == sop_class else f"{name} ({sop_class})"
-        accepted = ", ".join(INGESTIBLE_SOP_CLASSES.values())
-        raise IngestRefused(f"unsupported SOP class {described}; accepted: {accepted}")
+    check_sop_class(_sop_class(ds))
     if PIXEL_DATA not in ds:
         raise IngestRefused("no Pixel Data (7FE0,0010): not an image")
     if "Rows" not in ds or "Columns" not in ds or not ds.Rows or not ds.Columns:
@@ -181,6 +174,17 @@ def check_ingestible(ds: Dataset) -> None:
         )
     if value not in ("", "NO"):
         raise IngestRefused(f"Burned In Annotation (0028,0301) has unrecognised value {value!r}")
+
+
+def check_sop_class(sop_class: str) -> None:
+    """Raise :class:`IngestRefused` unless ``sop_class`` is one we train on."""
+    if not sop_class:
+        raise IngestRefused("no SOP Class UID: not a DICOM composite instance")
+    if sop_class not in INGESTIBLE_SOP_CLASSES:
+        name = UID(sop_class).name
+        described = sop_class if name == sop_class else f"{name} ({sop_class})"
+        accepted = ", ".join(INGESTIBLE_SOP_CLASSES.values())
+        raise IngestRefused(f"unsupported SOP class {described}; accepted: {accepted}")
 
 
 def deidentify(ds: Dataset, *, uid_secret: bytes, profile: Profile | None = None) -> Dataset:

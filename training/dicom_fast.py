@@ -15,6 +15,10 @@ output bytes, for the files it accepts:
 - the few elements the pydicom path decodes (and so re-encodes) already in
   the form pydicom writes them.
 
+Every file reaches this codec only after ``training.dicom_scan`` accepted it
+(size, header and nesting limits, decodable pixels), so the recursion below
+is at most ``MAX_NESTING_DEPTH`` deep. Only the bytes before the Pixel Data
+value are read; the value stays in the file, for the packager to stream.
 Anything else returns ``None`` and the caller uses the pydicom path, which
 also gives every refusal its reason. ``tests/training/test_dicom_fast.py``
 checks byte-for-byte equality with the pydicom path, including under fuzzing.
@@ -23,12 +27,13 @@ checks byte-for-byte equality with the pydicom path, including under fuzzing.
 from __future__ import annotations
 
 import functools
-import os
+import io
 import re
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 from pydicom.dataelem import DataElement, empty_value_for_VR
 from pydicom.dataset import Dataset
@@ -44,16 +49,18 @@ from training.deid import (
     INGESTIBLE_SOP_CLASSES,
     PIXEL_DATA,
     UNDEFINED_LENGTH,
+    IngestRefused,
     Profile,
     _action_for,
     _dummy_for,
     deidentify,
     remap_uid,
 )
-from training.dicom_ingest import IngestedInstance
+from training.dicom_ingest import FileSpan, IngestedInstance
+from training.dicom_scan import Scan, scan_stream
 
 EXPLICIT_VR_LITTLE_ENDIAN = b"1.2.840.10008.1.2.1"
-REUSED_BUFFER_LIMIT = 16 << 20  # larger files are read into their own object
+REUSED_BUFFER_LIMIT = 16 << 20  # a header (all before Pixel Data) larger: the pydicom path
 _reused = threading.local()
 PREAMBLE = b"\x00" * 128 + b"DICM"
 _LONG_VRS = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
@@ -104,29 +111,49 @@ class _Decline(Exception):
 def ingest_bytes(
     raw: bytes | bytearray | memoryview, *, uid_secret: bytes, profile: Profile
 ) -> IngestedInstance | None:
-    """The de-identified file for ``raw``, as the pydicom path writes it; None if not ours."""
-    with memoryview(raw) as view:
+    """The whole file ``raw`` ingested in memory, as the pydicom path writes it; None if not ours.
+
+    For tests and benchmarks: the same scan as :func:`ingest_file` runs first.
+    """
+    try:
+        scan = scan_stream(io.BytesIO(raw))
+    except IngestRefused:
+        return None  # the pydicom path refuses it, by the same scan
+    instance = ingest_scanned(
+        scan, pixel_source=scan.source, uid_secret=uid_secret, profile=profile
+    )
+    if instance is None:
+        return None
+    return replace(instance, header=instance.data, pixels=None)
+
+
+def ingest_scanned(
+    scan: Scan, *, pixel_source: Path | IO[bytes], uid_secret: bytes, profile: Profile
+) -> IngestedInstance | None:
+    """The de-identified file for a scanned file, as the pydicom path writes it; None if not ours.
+
+    Only the bytes before the Pixel Data value are read (into a reused buffer);
+    the result's ``pixels`` names the value in ``pixel_source``.
+    """
+    if scan.transfer_syntax != EXPLICIT_VR_LITTLE_ENDIAN.decode() or not scan.pixel_data_is_last:
+        return None
+    size = scan.pixel_value_offset
+    if size > REUSED_BUFFER_LIMIT:
+        return None
+    buffer = _read_buffer(size)
+    with memoryview(buffer)[:size] as view:
+        scan.source.seek(0)
+        if scan.source.readinto(view) != size:  # type: ignore[attr-defined]
+            return None  # the file changed under us: the pydicom path decides
         try:
-            return _ingest(view, uid_secret=uid_secret, profile=profile)
+            head, pixel_length = _ingest(
+                view, file_size=scan.size, uid_secret=uid_secret, profile=profile
+            )
         except (_Decline, struct.error, UnicodeDecodeError, ValueError):
             return None
-
-
-def ingest_path(
-    path: str | Path, *, uid_secret: bytes, profile: Profile
-) -> IngestedInstance | None:
-    try:
-        with open(path, "rb") as source:
-            size = os.fstat(source.fileno()).st_size
-            if size > REUSED_BUFFER_LIMIT:
-                return ingest_bytes(source.read(), uid_secret=uid_secret, profile=profile)
-            buffer = _read_buffer(size)
-            with memoryview(buffer)[:size] as view:
-                if source.readinto(view) != size:
-                    return None  # the file changed under us: the pydicom path decides
-                return ingest_bytes(view, uid_secret=uid_secret, profile=profile)
-    except OSError:
-        return None  # the pydicom path reports it
+    if pixel_length != scan.pixel_length:
+        return None
+    return replace(head, pixels=FileSpan(pixel_source, scan.pixel_value_offset, pixel_length))
 
 
 def _read_buffer(size: int) -> bytearray:
@@ -142,24 +169,31 @@ def _read_buffer(size: int) -> bytearray:
     return buffer
 
 
-def _ingest(raw: memoryview, *, uid_secret: bytes, profile: Profile) -> IngestedInstance:
+def _ingest(
+    raw: memoryview, *, file_size: int, uid_secret: bytes, profile: Profile
+) -> tuple[IngestedInstance, int]:
+    """The instance with every byte up to Pixel Data's value as ``header``, and that value's length.
+
+    ``raw`` holds the file up to the Pixel Data value, which must end the file.
+    """
     if len(raw) < 132 or raw[128:132] != b"DICM":
         raise _Decline
     walk = _Walk(raw, uid_secret=uid_secret, profile=profile)
-    parts, pixel = walk.top_level(_skip_file_meta(raw))
-    checked = _check_ingestible(walk.values, pixel_length=len(pixel) - 12)
+    parts, pixel_head, pixel_length = walk.top_level(_skip_file_meta(raw), file_size=file_size)
+    checked = _check_ingestible(walk.values, pixel_length=pixel_length)
     modality = _modality(walk.values, profile)
     if not walk.sop_uid_new:
         raise _Decline
     head = PREAMBLE + _file_meta(sop_class=checked.sop_class, sop_instance=walk.sop_uid_new)
-    return IngestedInstance(
+    instance = IngestedInstance(
         sop_uid_original=checked.sop_uid,
         sop_uid_new=walk.sop_uid_new,
         rows=checked.rows,
         cols=checked.cols,
         modality=modality,
-        data=b"".join([head, *parts, pixel]),
+        header=b"".join([head, *parts, pixel_head]),
     )
+    return instance, pixel_length
 
 
 class _Walk:
@@ -178,24 +212,26 @@ class _Walk:
         self.sop_uid_new = ""
         self.skipped = 0  # where the last undefined-length sequence ended
 
-    def top_level(self, pos: int) -> tuple[list[bytes | memoryview], memoryview]:
-        """The pieces before Pixel Data (which must close the file), and Pixel Data itself."""
+    def top_level(
+        self, pos: int, *, file_size: int
+    ) -> tuple[list[bytes | memoryview], memoryview, int]:
+        """The pieces before Pixel Data, its element header, and its length (it ends the file)."""
         raw, size = self.raw, len(self.raw)
         constants = _deid_elements(self.profile.method)
         pending = sorted(constants)  # the de-identification's own elements not yet placed
         parts: list[bytes | memoryview] = []
         previous = 0x0002FFFF  # the dataset starts after the File Meta group
         while pos < size:
-            tag, vr, start, end = _header(self.raw, pos, limit=size)
-            if tag <= previous:
+            tag, vr, start, end = _header(self.raw, pos, limit=file_size)
+            if tag <= previous or (tag != PIXEL_DATA and end != UNDEFINED_LENGTH and end > size):
                 raise _Decline
             previous = tag
             while pending and pending[0] <= tag:
                 parts.append(constants[pending.pop(0)])
             if tag == PIXEL_DATA:
-                if vr not in (b"OB", b"OW") or end != size:
+                if vr not in (b"OB", b"OW") or end != file_size or start != size:
                     raise _Decline  # encapsulated, or elements after it
-                return parts, raw[pos:end]
+                return parts, raw[pos:start], end - start
             if tag in _DECODED:
                 value = bytes(raw[start:end])
                 _check_round_trip(vr, value)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.training import hostile
 from training.crypto import (
     CHUNK_SIZE,
     ChunkInfo,
@@ -33,6 +34,7 @@ from training.crypto import (
 )
 from training.dataset import chunk_file_name, open_package, package_dataset
 from training.dicom_ingest import IngestRefused, ingest_file
+from training.dicom_scan import MAX_NESTING_DEPTH
 from training.phantoms import write_ct_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -84,6 +86,8 @@ def browser_vendor_files() -> None:
         "deid_profile.json",
         "dicom_ingest.py",
         "dicom_fast.py",
+        "dicom_scan.py",
+        "decodable.py",
         "annotations.py",
     ):
         copied = (VENDOR / "medchain-py" / "training" / name).read_bytes()
@@ -153,7 +157,19 @@ def test_browser_deidentification_is_byte_identical_to_the_cli(
     import pydicom
 
     write_ct_dataset(tmp_path / "ph", profile="hospital-b", count=3, seed=11, rows=64, cols=64)
-    files = sorted((tmp_path / "ph").glob("*.dcm")) + _samples()
+    deflated = pydicom.dcmread(tmp_path / "ph" / "slice_0000.dcm")
+    deflated.SOPInstanceUID = "1.2.826.0.1.3680043.10.998.77"
+    deflated.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    deflated.save_as(tmp_path / "deflated.dcm", enforce_file_format=True)  # inflated by ingest
+    # Hostile files end as the same refusal under Pyodide's smaller stack (docs/ingest.md).
+    first = tmp_path / "ph" / "slice_0000.dcm"
+    deep = hostile.encode(hostile.with_private_sequence(pydicom.dcmread(first)))
+    (tmp_path / "deep.dcm").write_bytes(hostile.nested(deep, 40_000))
+    (tmp_path / "edge.dcm").write_bytes(hostile.nested(deep, MAX_NESTING_DEPTH))  # accepted
+    bomb = hostile.deflate_bomb(pydicom.dcmread(first), b"\x00", 1 << 30)
+    (tmp_path / "bomb.dcm").write_bytes(bomb)
+    extra = [tmp_path / name for name in ("deflated.dcm", "deep.dcm", "edge.dcm", "bomb.dcm")]
+    files = sorted((tmp_path / "ph").glob("*.dcm")) + extra + _samples()
     page = browser_chromium.new_page(base_url=live_server.url)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -190,7 +206,8 @@ def test_browser_deidentification_is_byte_identical_to_the_cli(
         assert [(e.tag, e.VR, e.value) for e in ours.iterall()] == [
             (e.tag, e.VR, e.value) for e in theirs.iterall()
         ]
-    assert ingested >= 3 + 5 and len(files) - ingested >= 2  # phantoms + CT/MR; refusals
+    # phantoms, one deflated + CT/MR samples; refusals (compressed and big endian among them)
+    assert ingested >= 3 + 2 + 4 and len(files) - ingested >= 2
     assert errors == []
 
 

@@ -22,14 +22,19 @@ _IN = "/tmp/medchain-in.dcm"
 _OUT = "/tmp/medchain-out.bin"
 
 def medchain_ingest(secret_hex):
+    # Pixel Data is streamed from the input file into the output: unlink it only after.
     try:
         r = ingest_file(_IN, uid_secret=bytes.fromhex(secret_hex))
+        try:
+            with open(_OUT, "wb") as f:
+                for block in r.blocks():
+                    f.write(block)
+        finally:
+            r.close()
     except IngestRefused as exc:
         return json.dumps({"ok": False, "reason": exc.reason})
     finally:
         os.unlink(_IN)
-    with open(_OUT, "wb") as f:
-        f.write(r.data)
     return json.dumps({
         "ok": True, "sopUidOriginal": r.sop_uid_original, "sopUidNew": r.sop_uid_new,
         "rows": r.rows, "cols": r.cols, "modality": r.modality,

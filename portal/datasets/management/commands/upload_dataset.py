@@ -25,7 +25,7 @@ from chain import eip712
 from chain.keystore import read_keystore
 from training.annotations import AnnotationError
 from training.crypto import wrap_key
-from training.dataset import PackageError, chunk_file_name, package_dataset
+from training.dataset import PackageError, RefusedFiles, chunk_file_name, package_dataset
 
 STATE = "upload-state.json"
 _PATHS = (
@@ -106,6 +106,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-progress", action="store_true", help="no progress bars (for logs and scripts)"
         )
+        parser.add_argument(
+            "--max-file-bytes",
+            type=int,
+            default=None,
+            help="refuse DICOM files larger than this (default: INGEST_MAX_FILE_BYTES, 1 GiB)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         for name in _PATHS:  # call_command() passes strings through unconverted
@@ -179,7 +185,14 @@ class Command(BaseCommand):
                     dataset_id=dataset_id,
                     uid_secret=uid_secret,
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
+                    max_file_bytes=options.get("max_file_bytes") or settings.INGEST_MAX_FILE_BYTES,
                 )
+            except RefusedFiles as exc:
+                for refusal in exc.refused:  # one line per file, each with its reason
+                    self.stderr.write(f"refused {refusal.path}: {refusal.reason}")
+                raise CommandError(
+                    f"{len(exc.refused)} file(s) refused (listed above), nothing was uploaded"
+                ) from None
             except (PackageError, AnnotationError) as exc:
                 raise CommandError(str(exc).replace("\n", " ")) from None
         grants = [
