@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from datasets_api_helpers import (
@@ -361,10 +361,12 @@ def test_it_asks_the_granted_node_to_fetch_once_the_grant_is_on_chain(
     settings,
     django_capture_on_commit_callbacks,
 ):
-    queue_dir = settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]
+    # The embedded broker's file (portal/core/broker.py): one row per queued message.
+    broker = sqlite3.connect(settings.CELERY_BROKER_URL.removeprefix("sqlite://"))
 
-    def node_messages() -> set[str]:
-        return {p.name for p in Path(queue_dir).glob(f"*.{node.queue}.msg")}
+    def node_messages() -> set[int]:
+        rows = broker.execute("SELECT id FROM message WHERE queue = ?", (node.queue,))
+        return {row[0] for row in rows}
 
     before = node_messages()
     api = api_as(member_admin)
@@ -375,5 +377,6 @@ def test_it_asks_the_granted_node_to_fetch_once_the_grant_is_on_chain(
         assert api.post(f"{UPLOADS}{upload['id']}/commit/").status_code == 200
     queued = node_messages() - before
     assert len(queued) == 1
-    for name in queued:  # the message is for this test only: leave the queue as it was
-        (Path(queue_dir) / name).unlink()
+    with broker:  # the message is for this test only: leave the queue as it was
+        broker.executemany("DELETE FROM message WHERE id = ?", [(i,) for i in queued])
+    broker.close()
