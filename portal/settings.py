@@ -210,6 +210,11 @@ if PRODUCTION and CHAIN_RELAYER_KEY.lower().removeprefix("0x") in {
         "gas or sign as it; make a key of your own for the relayer"
     )
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=0)
+# The deployment record (chain id, registry addresses) that `deploy_contracts` writes and that
+# hospital-side tools (nodes, the uploader) pin: they never take the addresses from the portal.
+CHAIN_DEPLOYMENT_RECORD = Path(
+    env.str("MEDCHAIN_CHAIN_RECORD", default=str(VAR_DIR / "chain-deployment.json"))
+)
 # The most transactions the relayer sends for one member in an hour (it pays their gas).
 RELAY_PER_HOUR = env.int("RELAY_PER_HOUR", default=300)
 # Demo members' keystores under var/ let a person click through without a wallet.

@@ -166,7 +166,8 @@ def upload_plan(
     version = latest.number + 1 if latest else 1
     previous = latest.manifest_sha256 if latest else ZERO_HASH
     registry = dataset_registry()
-    on_chain = registry.dataset(chain_dataset_id(dataset_id))
+    chain_id = chain_dataset_id(member.chain_member_id, dataset_id)
+    on_chain = registry.dataset(chain_id)
     if on_chain.latest_version != version - 1:
         raise ServiceError(
             f"the chain holds version {on_chain.latest_version} of this dataset but the portal "
@@ -174,7 +175,6 @@ def upload_plan(
             code="out_of_sync",
         )
     domain = _domain(registry)
-    chain_id = chain_dataset_id(dataset_id)
     nonces = {signer_address: registry.nonce(signer_address)}
     manifest_typed = eip712.anchor_manifest(
         **domain,

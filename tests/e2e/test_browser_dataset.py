@@ -310,8 +310,7 @@ def test_a_steward_uploads_a_dataset_from_the_browser(
     dataset = Dataset.objects.get(title="Phantom liver CT")
     version = dataset.versions.get(number=1)
     assert version.state == "anchored"
-    anchor = datasets_chain.is_anchored(version.manifest_sha256)
-    assert anchor is not None and anchor.version == 1
+    assert datasets_chain.version_of(dataset.chain_id, version.manifest_sha256) == 1
     assert datasets_chain.grant_of(dataset.chain_id, node.node_id).active
     city_admin = consortium_services.staff_create(
         member=Member.objects.get(governance_address=consortium[1].address),

@@ -61,8 +61,7 @@ def test_it_uploads_resumes_commits_and_shows_the_catalogue_entry(
     manifest_hash = "0x" + package.manifest_sha256
     assert body["dataset"]["version"]["manifest_sha256"] == manifest_hash
 
-    anchor = datasets_chain.is_anchored(manifest_hash)
-    assert anchor is not None and anchor.version == 1
+    assert datasets_chain.version_of(body["dataset"]["chain_id"], manifest_hash) == 1
     assert datasets_chain.grant_of(body["dataset"]["chain_id"], node.node_id).active
 
     catalogue = api_as(second_admin).get(CATALOGUE).json()
@@ -115,7 +114,8 @@ def test_it_refuses_to_commit_with_a_missing_chunk(
         put_chunk(api, upload["id"], index, chunk_bytes(tmp_path, index))
     body = assert_json_error(api.post(f"{UPLOADS}{upload['id']}/commit/"), 400, "(1)")
     assert body["code"] == "chunks_missing"
-    assert datasets_chain.is_anchored("0x" + package.manifest_sha256) is None
+    dataset = Dataset.objects.get(pk=package.manifest["dataset_id"])
+    assert datasets_chain.version_of(dataset.chain_id, "0x" + package.manifest_sha256) == 0
     assert api_as(second_admin).get(CATALOGUE).json() == []
     # Still open: the missing chunk can be sent and the commit succeeds.
     put_chunk(api, upload["id"], 1, chunk_bytes(tmp_path, 1))
