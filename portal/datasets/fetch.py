@@ -133,8 +133,7 @@ def _check_contracts(info: dict[str, Any], chain: ChainClient, record: Deploymen
     )
     _refuse_unless(
         to_checksum_address(anchor["contract"]) == record.datasets,
-        f"the portal names DatasetRegistry {anchor['contract']}; this node pins "
-        f"{record.datasets}",
+        f"the portal names DatasetRegistry {anchor['contract']}; this node pins {record.datasets}",
     )
 
 

@@ -148,9 +148,10 @@ def test_it_lets_no_member_squat_another_members_dataset_id(ds: DatasetRegistry)
     assert events(ds, receipt)[0][1]["ownerId"] == 1
     assert ds.dataset(DATASET) == Dataset(DATASET, 1, 1, M1, False)
     assert (ds.version_of(DATASET, M1), ds.version_of(squatted, M1)) == (1, 1)
-    assert ds.client.call(
-        ds.contract.functions.datasetIdOf(1, dataset_id_parts(DATASET)[1].bytes)
-    ) == DATASET
+    assert (
+        ds.client.call(ds.contract.functions.datasetIdOf(1, dataset_id_parts(DATASET)[1].bytes))
+        == DATASET
+    )
 
 
 def test_it_refuses_a_removed_member_and_its_delegates(

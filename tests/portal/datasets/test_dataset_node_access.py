@@ -238,7 +238,7 @@ def _fetch_through(portal: DatasetClient, keys, anchored, tmp_path, chain_client
 def test_a_node_refuses_a_registry_address_the_portal_hands_it(
     anchored, node, node_keys, tmp_path, chain_client, consortium
 ):
-    """The portal points the node at a DatasetRegistry of its own, where it anchors what it likes."""
+    """The portal points the node at a DatasetRegistry of its own, to anchor what it likes."""
     from chain.datasets import DatasetRegistry
     from portal.core import chain as portal_chain
 

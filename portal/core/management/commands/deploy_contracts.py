@@ -122,9 +122,7 @@ class Command(BaseCommand):
 
     def _write_record(self, chain_id: int) -> None:
         """The record hospitals pin on their nodes and uploaders (copied there out of band)."""
-        found = {
-            d.name: d.address for d in ContractDeployment.objects.filter(chain_id=chain_id)
-        }
+        found = {d.name: d.address for d in ContractDeployment.objects.filter(chain_id=chain_id)}
         record = DeploymentRecord(
             chain_id=chain_id,
             registry=found[portal_chain.REGISTRY],
