@@ -215,6 +215,9 @@ CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=0)
 CHAIN_DEPLOYMENT_RECORD = Path(
     env.str("MEDCHAIN_CHAIN_RECORD", default=str(VAR_DIR / "chain-deployment.json"))
 )
+# A public read-only RPC URL the upload page may read node keys from when the wallet cannot
+# answer eth_call (empty: the wallet's provider only). The page also needs it allowed by the CSP.
+CHAIN_PUBLIC_RPC_URL = env.str("CHAIN_PUBLIC_RPC_URL", default="")
 # The most transactions the relayer sends for one member in an hour (it pays their gas).
 RELAY_PER_HOUR = env.int("RELAY_PER_HOUR", default=300)
 # Demo members' keystores under var/ let a person click through without a wallet.
