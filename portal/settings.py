@@ -233,6 +233,12 @@ DEMO_KEYSTORE_DIR = VAR_DIR / "demo-keystores"
 DATASET_MAX_CHUNK_BYTES = env.int("DATASET_MAX_CHUNK_BYTES", default=4 * 1024 * 1024)
 DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=64 * 1024**3)
 DATASET_UPLOAD_EXPIRY_HOURS = env.int("DATASET_UPLOAD_EXPIRY_HOURS", default=24)
+# The most ciphertext one member may have in open uploads at once (128 GiB: two of the largest).
+DATASET_UPLOAD_QUOTA_BYTES = env.int("DATASET_UPLOAD_QUOTA_BYTES", default=128 * 1024**3)
+# The most "decrypted"/"refused" reports one node may post per hour (they are self-reported).
+DATASET_NODE_REPORTS_PER_HOUR = env.int("DATASET_NODE_REPORTS_PER_HOUR", default=60)
+# How long a node's grant read from the chain is trusted before the next chunk re-reads it.
+DATASET_GRANT_CHECK_SECONDS = env.int("DATASET_GRANT_CHECK_SECONDS", default=10)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

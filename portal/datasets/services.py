@@ -21,6 +21,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 from rest_framework import status
 from web3.types import TxReceipt
@@ -65,6 +66,18 @@ class Refused(ServiceError):
     """Access the asker may not have; answered 403 and recorded in the access log."""
 
     status_code = status.HTTP_403_FORBIDDEN  # type: ignore[assignment]
+
+
+class QuotaExceeded(ServiceError):
+    """More ciphertext in flight than the member's upload quota allows; answered 413."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE  # type: ignore[assignment]
+
+
+class TooManyReports(ServiceError):
+    """A node reports faster than ``DATASET_NODE_REPORTS_PER_HOUR`` allows; answered 429."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS  # type: ignore[assignment]
 
 
 def max_chunk_bytes() -> int:
@@ -263,6 +276,39 @@ def _hex(sig: bytes) -> str:
 # Uploads
 
 
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    value, unit = size / 1024, "KiB"
+    for larger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.1f} {unit}"
+
+
+def upload_quota_check(*, member: Member, adding: int) -> None:
+    """Refuse a new upload that would put more than the member's quota of ciphertext in flight.
+
+    In flight: the declared size of every open, unexpired upload of the member's datasets,
+    kept until committed, aborted or cleaned up after DATASET_UPLOAD_EXPIRY_HOURS.
+    """
+    quota = int(settings.DATASET_UPLOAD_QUOTA_BYTES)
+    in_flight = (
+        Upload.objects.filter(
+            dataset__owner=member, state=Upload.State.OPEN, expires_at__gt=timezone.now()
+        ).aggregate(total=Sum("version__ciphertext_size"))["total"]
+        or 0
+    )
+    if in_flight + adding > quota:
+        raise QuotaExceeded(
+            f"{member.name} has {_size(in_flight)} of uploads in progress; this one adds "
+            f"{_size(adding)}, over its quota of {_size(quota)}: finish or abort an open upload "
+            "first (or ask the operator to raise DATASET_UPLOAD_QUOTA_BYTES)",
+            code="quota_exceeded",
+        )
+
+
 def upload_create(
     *,
     user: AbstractBaseUser,
@@ -326,6 +372,9 @@ def upload_create(
         for g, typed, signer in zip(grants, plan.grants_typed, plan.grant_signers, strict=True)
     ]
     with transaction.atomic():
+        # One member's uploads open one at a time here, so two cannot both pass the quota.
+        Member.objects.select_for_update().filter(pk=member.pk).first()
+        upload_quota_check(member=member, adding=summary.ciphertext_size)
         dataset, _ = Dataset.objects.get_or_create(
             pk=dataset_id,
             defaults={"owner": member, "title": title.strip() or f"Dataset {dataset_id}"},

@@ -228,3 +228,13 @@ def test_the_cli_refuses_to_wrap_without_its_own_chain_connection(
         _run(phantoms, steward_files, tmp_path, DjangoTestAdapter(), monkeypatch)
     assert "\n" not in str(refused.value)
     assert not Upload.objects.exists()
+
+
+def test_the_cli_reports_the_upload_quota_in_one_line(
+    phantoms, steward_files, node, tmp_path, monkeypatch, settings
+):
+    settings.DATASET_UPLOAD_QUOTA_BYTES = 1024
+    with pytest.raises(CommandError, match="over its quota of 1.0 KiB") as refused:
+        _run(phantoms, steward_files, tmp_path, DjangoTestAdapter(), monkeypatch)
+    assert "\n" not in str(refused.value)
+    assert not Upload.objects.exists()

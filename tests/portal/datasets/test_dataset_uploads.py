@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from portal.datasets.models import Dataset, DatasetVersion, Grant, Upload, chunk_storage_path
+from training.dataset import package_dataset
 
 pytestmark = pytest.mark.django_db
 
@@ -377,3 +379,28 @@ def test_it_asks_the_granted_node_to_fetch_once_the_grant_is_on_chain(
     assert len(queued) == 1
     for name in queued:  # the message is for this test only: leave the queue as it was
         (Path(queue_dir) / name).unlink()
+
+
+def test_a_member_cannot_hold_more_than_its_quota_in_open_uploads(
+    datasets_chain, member_admin, node, package, phantoms, tmp_path, api_as, settings
+):
+    """A steward opens upload after upload and never commits: the quota stops the next one."""
+    source, annotations = phantoms
+    second = package_dataset(
+        source, annotations, tmp_path / "pkg-2", dataset_id=str(uuid.uuid4()), uid_secret=b"t" * 32
+    )
+    settings.DATASET_UPLOAD_QUOTA_BYTES = package.ciphertext_size + second.ciphertext_size - 1
+    api = api_as(member_admin)
+    first = create_upload(api, package, [grant_entry(package, node)])
+    assert first.status_code == 201, first.content
+    # Re-posting the same manifest resumes the open upload: it takes no more of the quota.
+    assert create_upload(api, package, [grant_entry(package, node)]).status_code == 200
+
+    refused = create_upload(api, second, [grant_entry(second, node)])
+    body = assert_json_error(refused, 413, "over its quota", "finish or abort")
+    assert body["code"] == "quota_exceeded"
+    assert not Dataset.objects.filter(pk=second.dataset_id).exists()
+
+    # Aborting the first frees the quota.
+    assert api.post(f"{UPLOADS}{first.json()['id']}/abort/").status_code == 200
+    assert create_upload(api, second, [grant_entry(second, node)]).status_code == 201
