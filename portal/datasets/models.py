@@ -215,3 +215,9 @@ class AccessLog(models.Model):
     def __str__(self) -> str:
         who = self.node or self.user or "anonymous"
         return f"{self.at:%Y-%m-%d %H:%M} {who} {self.action} {self.what}"
+
+    @property
+    def self_reported(self) -> bool:
+        """A node's own word about what it did with a version (decrypted or refused it),
+        not something the portal saw happen: the portal logs releases itself."""
+        return self.what == "dataset" and self.node_id is not None

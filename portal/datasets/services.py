@@ -14,10 +14,12 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -877,13 +879,33 @@ def node_release_manifest(*, node: Node, dataset: Dataset, version_number: int |
     return grant
 
 
+def _chain_grant_hash(dataset: Dataset, node: Node) -> str | None:
+    """The grant hash in force on chain for the node, or None; cached for
+    DATASET_GRANT_CHECK_SECONDS so a fetch of many chunks reads the chain once."""
+    key = f"datasets:chain-grant:{dataset.pk}:{node.node_id}"
+    cached = cache.get(key)
+    if cached is None:
+        on_chain = dataset_registry().grant_of(dataset.chain_id, node.node_id)
+        cached = "0x" + on_chain.grant_hash.hex() if on_chain.active else ""
+        cache.set(key, cached, timeout=int(settings.DATASET_GRANT_CHECK_SECONDS))
+    return cached or None
+
+
 def node_release_chunk(
     *, node: Node, dataset: Dataset, version_number: int, index: int
 ) -> tuple[DatasetVersion, str]:
-    """The storage path of a ciphertext chunk the node may fetch; the release is logged."""
+    """The storage path of a ciphertext chunk the node may fetch; the release is logged.
+
+    The chain's grant is checked too, not only the mirror's (a revocation the portal has not
+    mirrored yet stops releases within DATASET_GRANT_CHECK_SECONDS).
+    """
     grant = node_grant(
         node=node, dataset=dataset, version_number=version_number, what="chunk", chunk=index
     )
+    if _chain_grant_hash(dataset, node) != grant.grant_hash:
+        raise _refuse(
+            dataset, node, "chunk", "the chain does not hold this grant", grant.version
+        )
     access_log(
         dataset=dataset,
         node=node,
@@ -896,6 +918,20 @@ def node_release_chunk(
     return grant.version, grant.version.chunk_path(index)
 
 
+def _reports_rate_check(node: Node) -> None:
+    """A node's reports are its own word: at most DATASET_NODE_REPORTS_PER_HOUR of them, so a
+    node cannot flood the owner's access log."""
+    limit = int(settings.DATASET_NODE_REPORTS_PER_HOUR)
+    since = timezone.now() - timedelta(hours=1)
+    recent = AccessLog.objects.filter(node=node, what="dataset", at__gte=since).count()
+    if recent >= limit:
+        raise TooManyReports(
+            f"node {node.node_id} sent {recent} reports in the last hour, the most allowed "
+            f"(DATASET_NODE_REPORTS_PER_HOUR={limit}); report again later",
+            code="throttled",
+        )
+
+
 def node_report(
     *, node: Node, dataset: Dataset, version_number: int, ok: bool, reason: str
 ) -> AccessLog:
@@ -905,6 +941,7 @@ def node_report(
         raise ServiceError(f"{dataset.title} has no version {version_number}")
     if not Grant.objects.filter(version=version, node=node).exists():
         raise Refused(f"node {node.node_id} was never granted version {version_number}")
+    _reports_rate_check(node)
     return access_log(
         dataset=dataset,
         node=node,

@@ -68,8 +68,12 @@ def test_it_lets_a_granted_node_fetch_verify_and_decrypt(
         "20 instances verified and decrypted"
     ]
     # The owner sees the log; no other member does.
-    log = api_as(member_admin).get(f"/api/v1/datasets/{anchored['id']}/access-log/").json()
+    page = api_as(member_admin).get(f"/api/v1/datasets/{anchored['id']}/access-log/").json()
+    assert page["count"] == 5 and page["next"] is None
+    log = page["results"]
     assert {e["action"] for e in log} == {"release", "decrypt"}
+    assert [e["self_reported"] for e in log if e["action"] == "decrypt"] == [True]
+    assert not any(e["self_reported"] for e in log if e["action"] == "release")
     assert all(e["node_id"] == node.node_id for e in log)
 
 
@@ -282,3 +286,69 @@ def test_a_node_refuses_an_owner_the_portal_makes_up(
         _fetch_through(portal, side.keystore, anchored, tmp_path, chain_client)
     reports = [e for e in _log(anchored["id"], "refuse") if e.what == "dataset"]
     assert len(reports) == 1
+
+
+def test_a_node_cannot_flood_the_access_log_with_reports(
+    anchored, node, member_admin, api_as, settings
+):
+    """A granted node posts "decrypted" reports in a loop, to push real entries out of view."""
+    settings.DATASET_NODE_REPORTS_PER_HOUR = 3
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token_for(node)}")
+    reports = f"/api/v1/datasets/{anchored['id']}/node/reports/"
+    fake = {"version": 1, "outcome": "ok", "reason": "decrypted (trust me)"}
+    answers = [api.post(reports, fake, format="json") for _ in range(5)]
+    assert [a.status_code for a in answers[:3]] == [201, 201, 201]
+    for answer in answers[3:]:
+        body = assert_json_error(answer, 429, "DATASET_NODE_REPORTS_PER_HOUR=3")
+        assert body["code"] == "throttled"
+    assert len(_log(anchored["id"], "decrypt")) == 3
+
+    # The owner's page says whose word each report is.
+    from datasets_api_helpers import signed_in
+
+    page = signed_in(member_admin).get(f"/datasets/{anchored['id']}/")
+    assert page.content.decode().count("self-reported</span>") == 3
+
+
+def test_the_access_log_api_pages_instead_of_truncating(anchored, node, member_admin, api_as):
+    from portal.datasets.models import Dataset
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token_for(node)}")
+    assert api.get(f"/api/v1/datasets/{anchored['id']}/node/chunks/0/?version=1").status_code == 200
+    dataset = Dataset.objects.get(pk=anchored["id"])
+    [first] = AccessLog.objects.filter(dataset=dataset)  # the real release
+    AccessLog.objects.bulk_create(
+        AccessLog(dataset=dataset, node=node, action="decrypt", what="dataset", detail=f"#{i}")
+        for i in range(1200)
+    )
+    base = f"/api/v1/datasets/{anchored['id']}/access-log/"
+    api = api_as(member_admin)
+    page = api.get(base).json()
+    assert page["count"] == 1201 and len(page["results"]) == 100 and page["next"]
+    assert len(api.get(base, {"page_size": 5000}).json()["results"]) == 1000  # the most
+    last = api.get(base, {"page_size": 1000, "page": 2}).json()
+    assert last["next"] is None and len(last["results"]) == 201
+    # The oldest, real entry is still there, after every fake one.
+    assert last["results"][-1]["what"] == "chunk" == first.what
+    assert not last["results"][-1]["self_reported"]
+
+
+def test_a_chunk_is_refused_once_the_chain_revokes_the_grant_before_the_portal_mirrors_it(
+    anchored, node, consortium, datasets_chain, settings
+):
+    """The owner revokes on chain directly; the portal's mirror still says "active"."""
+    from portal.datasets.models import Grant
+
+    settings.DATASET_GRANT_CHECK_SECONDS = 0  # read the chain on every chunk
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token_for(node)}")
+    chunk = f"/api/v1/datasets/{anchored['id']}/node/chunks/0/?version=1"
+    assert api.get(chunk).status_code == 200
+    datasets_chain.revoke_grant(
+        dataset_id=anchored["chain_id"], node_id=node.node_id, sender_key=consortium[0].key
+    )
+    assert Grant.objects.get(node=node).state == "active"  # not mirrored yet
+    assert_json_error(api.get(chunk), 403, "the chain does not hold this grant")
+    assert [e.what for e in _log(anchored["id"], "refuse")] == ["chunk"]

@@ -156,7 +156,11 @@ def test_it_discards_everything_when_the_chain_refuses_the_anchor(
     for index in range(3):
         put_chunk(api, upload["id"], index, chunk_bytes(tmp_path, index))
     # Another action by the same key uses the nonce the manifest was signed at.
-    other = {"dataset_id": "0x" + "77" * 32, "version": 1, "manifest_hash": "0x" + "88" * 32}
+    other = {
+        "dataset_id": "0x" + (1 << 128 | 0x77).to_bytes(32, "big").hex(),  # member 1's
+        "version": 1,
+        "manifest_hash": "0x" + "88" * 32,
+    }
     typed = datasets_chain.anchor_manifest_typed(signer=consortium[0].address, **other)
     datasets_chain.anchor_manifest_by_sig(
         **other,
