@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
@@ -35,11 +36,18 @@ class Grant:
     active: bool
 
 
-@dataclass(frozen=True)
-class Anchor:
-    manifest_hash: bytes
-    dataset_id: bytes
-    version: int
+def dataset_id_of(member_id: int, dataset_uuid: uuid.UUID) -> bytes:
+    """The on-chain id of a member's dataset: its member id in the high 128 bits, the uuid in
+    the low 128 bits (the contract's ``datasetIdOf``; it refuses an anchor under another's)."""
+    if not 0 < member_id < 1 << 128:
+        raise ValueError(f"member id {member_id} does not fit a dataset id")
+    return ((member_id << 128) | dataset_uuid.int).to_bytes(32, "big")
+
+
+def dataset_id_parts(dataset_id: bytes | str) -> tuple[int, uuid.UUID]:
+    """The owner's member id and the uuid an on-chain dataset id is made of."""
+    raw = int.from_bytes(as_bytes32(dataset_id), "big")
+    return raw >> 128, uuid.UUID(int=raw & ((1 << 128) - 1))
 
 
 class DatasetRegistry(ContractWrapper):
@@ -85,12 +93,9 @@ class DatasetRegistry(ContractWrapper):
         grant_hash, active = self._call("grantOf", as_bytes32(dataset_id), as_bytes32(node_id))
         return Grant(as_bytes32(dataset_id), as_bytes32(node_id), bytes(grant_hash), active)
 
-    def is_anchored(self, manifest_hash: bytes | str) -> Anchor | None:
-        """Where ``manifest_hash`` was anchored, or None if it never was."""
-        dataset_id, version = self._call("isAnchored", as_bytes32(manifest_hash))
-        if version == 0:
-            return None
-        return Anchor(as_bytes32(manifest_hash), bytes(dataset_id), int(version))
+    def version_of(self, dataset_id: bytes | str, manifest_hash: bytes | str) -> int:
+        """The version of the dataset ``manifest_hash`` was anchored as; 0 if never."""
+        return int(self._call("versionOf", as_bytes32(dataset_id), as_bytes32(manifest_hash)))
 
     # typed data to sign (the signer's current nonce read from the chain)
 

@@ -242,6 +242,14 @@ if PRODUCTION and CHAIN_RELAYER_KEY.lower().removeprefix("0x") in {
         "gas or sign as it; make a key of your own for the relayer"
     )
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=0)
+# The deployment record (chain id, registry addresses) that `deploy_contracts` writes and that
+# hospital-side tools (nodes, the uploader) pin: they never take the addresses from the portal.
+CHAIN_DEPLOYMENT_RECORD = Path(
+    env.str("MEDCHAIN_CHAIN_RECORD", default=str(VAR_DIR / "chain-deployment.json"))
+)
+# A public read-only RPC URL the upload page may read node keys from when the wallet cannot
+# answer eth_call (empty: the wallet's provider only). The page also needs it allowed by the CSP.
+CHAIN_PUBLIC_RPC_URL = env.str("CHAIN_PUBLIC_RPC_URL", default="")
 # The most transactions the relayer sends for one member in an hour (it pays their gas).
 RELAY_PER_HOUR = env.int("RELAY_PER_HOUR", default=300)
 # Demo members' keystores under var/ let a person click through without a wallet.
@@ -259,6 +267,12 @@ DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=64 * 1024**3)
 DATASET_UPLOAD_EXPIRY_HOURS = env.int("DATASET_UPLOAD_EXPIRY_HOURS", default=24)
 # Ingest refuses DICOM files larger than this (docs/ingest.md); upload_dataset --max-file-bytes.
 INGEST_MAX_FILE_BYTES = env.int("INGEST_MAX_FILE_BYTES", default=1024**3)
+# The most ciphertext one member may have in open uploads at once (128 GiB: two of the largest).
+DATASET_UPLOAD_QUOTA_BYTES = env.int("DATASET_UPLOAD_QUOTA_BYTES", default=128 * 1024**3)
+# The most "decrypted"/"refused" reports one node may post per hour (they are self-reported).
+DATASET_NODE_REPORTS_PER_HOUR = env.int("DATASET_NODE_REPORTS_PER_HOUR", default=60)
+# How long a node's grant read from the chain is trusted before the next chunk re-reads it.
+DATASET_GRANT_CHECK_SECONDS = env.int("DATASET_GRANT_CHECK_SECONDS", default=10)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -37,17 +37,16 @@ interface IConsortiumRegistry {
 /// actor's EIP-712 signature. A member's `Data` delegate (its data steward) anchors manifests
 /// and grants the member's own nodes; a grant to another member's node, a revocation and a
 /// withdrawal take the member's governance key.
+///
+/// A dataset id carries its owner: the high 128 bits are the owning member's id and the low
+/// 128 bits the uuid the member chose ({datasetIdOf}). An anchor is refused unless the id's
+/// member is the signer's, so nobody can anchor first under an id another member will use.
 contract DatasetRegistry is EIP712, Nonces {
     struct Dataset {
         uint256 ownerId;
         uint32 latestVersion;
         bool withdrawn;
         bytes32 latestManifest;
-    }
-
-    struct Anchor {
-        bytes32 datasetId;
-        uint32 version;
     }
 
     struct Grant {
@@ -72,7 +71,7 @@ contract DatasetRegistry is EIP712, Nonces {
 
     mapping(bytes32 datasetId => Dataset) private _datasets;
     mapping(bytes32 datasetId => mapping(uint32 version => bytes32 manifestHash)) private _manifests;
-    mapping(bytes32 manifestHash => Anchor) private _anchors;
+    mapping(bytes32 datasetId => mapping(bytes32 manifestHash => uint32 version)) private _versions;
     mapping(bytes32 datasetId => mapping(bytes32 nodeId => Grant)) private _grants;
 
     event DatasetAnchored(
@@ -96,6 +95,8 @@ contract DatasetRegistry is EIP712, Nonces {
     error VersionMismatch(bytes32 datasetId, uint32 expected, uint32 given);
     error PreviousMismatch(bytes32 datasetId, bytes32 expected, bytes32 given);
     error ManifestAlreadyAnchored(bytes32 manifestHash);
+    /// @dev The dataset id's high half names member `idMemberId`, not the signer's `memberId`.
+    error DatasetRegistryForeignId(bytes32 datasetId, uint256 idMemberId, uint256 memberId);
     error UnknownNode(bytes32 nodeId);
     error UnknownGrant(bytes32 datasetId, bytes32 nodeId);
     /// @dev A `Data` delegate granted a node of member `nodeMemberId`, not of its own member.
@@ -134,14 +135,20 @@ contract DatasetRegistry is EIP712, Nonces {
         return (g.grantHash, g.active);
     }
 
-    /// @notice The dataset and version a manifest hash was anchored as; version 0 if never.
-    function isAnchored(bytes32 manifestHash) external view returns (bytes32 datasetId, uint32 version) {
-        Anchor storage a = _anchors[manifestHash];
-        return (a.datasetId, a.version);
+    /// @notice The version of a dataset a manifest hash was anchored as; 0 if never.
+    /// @dev Per dataset: a manifest hash anchored under another dataset blocks nothing here.
+    function versionOf(bytes32 datasetId, bytes32 manifestHash) external view returns (uint32) {
+        return _versions[datasetId][manifestHash];
+    }
+
+    /// @notice The id of member `memberId`'s dataset `uuid`: the member id in the high 128 bits.
+    function datasetIdOf(uint256 memberId, bytes16 uuid) public pure returns (bytes32) {
+        return bytes32((memberId << 128) | uint256(uint128(uuid)));
     }
 
     /// @notice Anchor the next version of a dataset, sent by the owner's governance address or
-    /// one of its `Data` delegates; version 1 makes the sender's member the owner.
+    /// one of its `Data` delegates; version 1 makes the sender's member the owner. The id's
+    /// high 128 bits must be the sender's member id ({datasetIdOf}).
     /// @param previous The manifest hash of the version before (0 for version 1).
     function anchorManifest(bytes32 datasetId, uint32 version, bytes32 manifestHash, bytes32 previous) external {
         _anchorManifest(msg.sender, datasetId, version, manifestHash, previous);
@@ -252,18 +259,20 @@ contract DatasetRegistry is EIP712, Nonces {
         if (datasetId == bytes32(0)) revert InvalidDataset(datasetId);
         if (manifestHash == bytes32(0)) revert InvalidHash(manifestHash);
         (uint256 memberId,) = _dataMember(signer);
+        uint256 idMemberId = uint256(datasetId) >> 128;
+        if (idMemberId != memberId) revert DatasetRegistryForeignId(datasetId, idMemberId, memberId);
         Dataset storage d = _datasets[datasetId];
         if (d.withdrawn) revert DatasetIsWithdrawn(datasetId);
         if (d.latestVersion != 0 && d.ownerId != memberId) revert NotOwner(datasetId, memberId);
         uint32 expected = d.latestVersion + 1;
         if (version != expected) revert VersionMismatch(datasetId, expected, version);
         if (previous != d.latestManifest) revert PreviousMismatch(datasetId, d.latestManifest, previous);
-        if (_anchors[manifestHash].version != 0) revert ManifestAlreadyAnchored(manifestHash);
+        if (_versions[datasetId][manifestHash] != 0) revert ManifestAlreadyAnchored(manifestHash);
         if (version == 1) d.ownerId = memberId;
         d.latestVersion = version;
         d.latestManifest = manifestHash;
         _manifests[datasetId][version] = manifestHash;
-        _anchors[manifestHash] = Anchor(datasetId, version);
+        _versions[datasetId][manifestHash] = version;
         emit DatasetAnchored(datasetId, memberId, version, manifestHash, previous);
     }
 

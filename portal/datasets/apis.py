@@ -17,6 +17,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -673,21 +674,45 @@ class AccessLogOutputSerializer(serializers.Serializer):
     node_id = serializers.CharField(source="node.node_id", allow_null=True)
     username = serializers.CharField(source="user.username", allow_null=True)
     detail = serializers.CharField()
+    self_reported = serializers.BooleanField(
+        help_text="the node's own word (a decrypted or refused report), not seen by the portal"
+    )
+
+
+class AccessLogPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="entries in the whole log")
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = AccessLogOutputSerializer(many=True)
+
+
+class AccessLogPagination(PageNumberPagination):
+    """Newest first, page by page: a flood of entries pushes none out of reach."""
+
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
 
 
 class AccessLogApi(APIView):
-    """Every release, decryption and refusal of the dataset: who, what, when."""
+    """Every release, decryption and refusal of the dataset: who, what, when (paged)."""
 
     permission_classes = [IsUploader, SecondFactorVerified]
 
     @extend_schema(
         tags=["datasets"],
-        responses={200: AccessLogOutputSerializer(many=True), **_errors(403, 404)},
+        parameters=[
+            OpenApiParameter("page", int, description="page number, from 1"),
+            OpenApiParameter("page_size", int, description="entries per page: 100, at most 1000"),
+        ],
+        responses={200: AccessLogPageSerializer, **_errors(403, 404)},
     )
     def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
         dataset = _owned(request, dataset_id, "see the access log of")
-        entries = selectors.access_log_list(viewer=request.user, dataset=dataset)[:1000]
-        return Response(AccessLogOutputSerializer(entries, many=True).data)
+        entries = selectors.access_log_list(viewer=request.user, dataset=dataset)
+        paginator = AccessLogPagination()
+        page = paginator.paginate_queryset(entries, request, view=self)
+        return paginator.get_paginated_response(AccessLogOutputSerializer(page, many=True).data)
 
 
 _VERSION_PARAM = OpenApiParameter(

@@ -1,9 +1,11 @@
 """The training node's side: fetch a granted dataset version, verify it, decrypt it.
 
 Runs in the node's process, which has no database: everything comes through
-the REST API with the node's token, and the anchor is re-checked on chain
-when the node is given a chain client. Any mismatch refuses the dataset; the
-refusal and its reason are reported to the portal, which logs them.
+the REST API with the node's token, and nothing the portal says is taken on its
+word: the node reads the chain over its own (read-only) RPC connection, at the
+registry addresses pinned in its deployment record, and checks there the
+anchor, the owner and the grant. Any mismatch refuses the dataset; the refusal
+and its reason are reported to the portal, which logs them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from eth_utils import to_checksum_address
 
 from chain import eip712
 from chain.client import ChainClient
-from chain.datasets import DatasetRegistry
+from chain.datasets import DatasetRegistry, dataset_id_parts
+from chain.deployment import DeploymentRecord
+from chain.registry import ConsortiumRegistry
 from portal.datasets.manifest import grant_hash, manifest_hash
 from portal.nodes.client import NodeClient, PortalError, PortalUnreachable
 from portal.nodes.keystore import NodeKeystore
@@ -84,12 +88,12 @@ def _refuse_unless(condition: bool, reason: str) -> None:
         raise DatasetRefused(reason)
 
 
-def _check_signatures(info: dict[str, Any]) -> None:
-    anchor = info["anchor"]
+def _check_signatures(info: dict[str, Any], record: DeploymentRecord) -> None:
+    """Signatures over the pinned chain and contract, whatever domain the portal names."""
     grant = info["grant"]
     typed = eip712.anchor_manifest(
-        int(anchor["chain_id"]),
-        anchor["contract"],
+        record.chain_id,
+        record.datasets,
         dataset_id=info["chain_dataset_id"],
         version=int(info["version"]),
         manifest_hash=info["manifest_sha256"],
@@ -102,8 +106,8 @@ def _check_signatures(info: dict[str, Any]) -> None:
         f"the manifest signature is by {signer}, not by {info['signer_address']}",
     )
     grant_typed = eip712.record_grant(
-        int(anchor["chain_id"]),
-        anchor["contract"],
+        record.chain_id,
+        record.datasets,
         dataset_id=info["chain_dataset_id"],
         node_id=grant["node_id"],
         grant_hash=grant["grant_hash"],
@@ -116,23 +120,54 @@ def _check_signatures(info: dict[str, Any]) -> None:
     _refuse_unless(granter == signer, f"the grant is signed by {granter}, not by {signer}")
 
 
-def _check_chain(info: dict[str, Any], chain: ChainClient) -> None:
+def _check_contracts(info: dict[str, Any], chain: ChainClient, record: DeploymentRecord) -> None:
     anchor = info["anchor"]
     _refuse_unless(
-        chain.chain_id == int(anchor["chain_id"]),
-        f"the portal names chain {anchor['chain_id']}; this node follows chain {chain.chain_id}",
+        chain.chain_id == record.chain_id,
+        f"this node's RPC follows chain {chain.chain_id}; its deployment record is for chain "
+        f"{record.chain_id}",
     )
-    registry = DatasetRegistry(chain, anchor["contract"])
-    anchored = registry.is_anchored(info["manifest_sha256"])
     _refuse_unless(
-        anchored is not None
-        and "0x" + anchored.dataset_id.hex() == info["chain_dataset_id"]
-        and anchored.version == int(info["version"]),
+        int(anchor["chain_id"]) == record.chain_id,
+        f"the portal names chain {anchor['chain_id']}; this node pins chain {record.chain_id}",
+    )
+    _refuse_unless(
+        to_checksum_address(anchor["contract"]) == record.datasets,
+        f"the portal names DatasetRegistry {anchor['contract']}; this node pins {record.datasets}",
+    )
+
+
+def _check_owner(info: dict[str, Any], chain: ChainClient, record: DeploymentRecord) -> int:
+    """The owner's member id, as the dataset id and the registry say: not as the portal says."""
+    member_id, dataset_uuid = dataset_id_parts(info["chain_dataset_id"])
+    _refuse_unless(
+        str(dataset_uuid) == str(info["dataset_id"]),
+        f"the portal's chain id {info['chain_dataset_id']} is not dataset {info['dataset_id']}",
+    )
+    owner = info["owner"]
+    member = ConsortiumRegistry(chain, record.registry).member(member_id)
+    _refuse_unless(member.active, f"the owner, member {member_id}, is not active on chain")
+    _refuse_unless(
+        owner.get("chain_member_id") == member_id
+        and to_checksum_address(owner["governance_address"]) == member.governance,
+        f"the portal names {owner.get('name', 'a member')} ({owner['governance_address']}) as "
+        f"owner; on chain the dataset belongs to member {member_id} ({member.governance})",
+    )
+    return member_id
+
+
+def _check_chain(info: dict[str, Any], chain: ChainClient, record: DeploymentRecord) -> None:
+    chain_dataset_id = info["chain_dataset_id"]
+    member_id = _check_owner(info, chain, record)
+    registry = DatasetRegistry(chain, record.datasets)
+    _refuse_unless(
+        registry.version_of(chain_dataset_id, info["manifest_sha256"]) == int(info["version"]),
         "the manifest hash is not anchored on chain as this dataset version",
     )
-    dataset = registry.dataset(info["chain_dataset_id"])
+    dataset = registry.dataset(chain_dataset_id)
+    _refuse_unless(dataset.owner_id == member_id, "the chain names another owner")
     _refuse_unless(not dataset.withdrawn, "the dataset is withdrawn on chain")
-    on_chain = registry.grant_of(info["chain_dataset_id"], info["grant"]["node_id"])
+    on_chain = registry.grant_of(chain_dataset_id, info["grant"]["node_id"])
     _refuse_unless(
         on_chain.active and "0x" + on_chain.grant_hash.hex() == info["grant"]["grant_hash"],
         "the chain holds no active grant with this hash for this node",
@@ -175,18 +210,20 @@ def fetch_and_verify(
     keystore: NodeKeystore,
     cache_dir: Path,
     dataset_id: str,
+    chain: ChainClient,
+    record: DeploymentRecord,
     version: int | None = None,
-    chain: ChainClient | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> FetchResult:
     """Verify and decrypt a granted version into ``cache_dir/<dataset>/v<n>/``; report it.
 
-    Raises DatasetRefused (after reporting it) when anything fails to verify.
+    ``chain`` is the node's own read-only connection and ``record`` its pinned deployment
+    record. Raises DatasetRefused (after reporting it) when anything fails to verify.
     """
     info = client.dataset_manifest(dataset_id, version)
     number = int(info["version"])
     try:
-        result = _fetch(client, keystore, cache_dir, info, chain, progress)
+        result = _fetch(client, keystore, cache_dir, info, chain, record, progress)
     except (DatasetRefused, PackageError, DecryptionError, ValueError, KeyError) as exc:
         reason = str(exc) if isinstance(exc, DatasetRefused | PackageError) else repr(exc)
         client.dataset_report(dataset_id, version=number, ok=False, reason=reason)
@@ -195,8 +232,7 @@ def fetch_and_verify(
         dataset_id,
         version=number,
         ok=True,
-        reason=f"{result.instances} instances verified and decrypted"
-        + ("" if result.anchor_checked_on_chain else "; anchor checked through the portal only"),
+        reason=f"{result.instances} instances verified and decrypted",
     )
     return result
 
@@ -206,7 +242,8 @@ def _fetch(
     keystore: NodeKeystore,
     cache_dir: Path,
     info: dict[str, Any],
-    chain: ChainClient | None,
+    chain: ChainClient,
+    record: DeploymentRecord,
     progress: Callable[[int, int], None] | None,
 ) -> FetchResult:
     dataset_id = str(info["dataset_id"])
@@ -217,16 +254,15 @@ def _fetch(
         "the manifest does not hash to the anchored manifest hash",
     )
     _refuse_unless(info["grant"]["node_id"] == node_id, "the grant is for another node")
-    _refuse_unless(bool(info["anchor"].get("tx_hash")), "the portal shows no anchor transaction")
-    _check_signatures(info)
+    _check_contracts(info, chain, record)
+    _check_signatures(info, record)
     wrapped = bytes.fromhex(info["grant"]["wrapped_key"].removeprefix("0x"))
     _refuse_unless(
         grant_hash(manifest_sha256=info["manifest_sha256"], node_id=node_id, wrapped_key=wrapped)
         == info["grant"]["grant_hash"],
         "the wrapped key does not match the grant hash",
     )
-    if chain is not None:
-        _check_chain(info, chain)
+    _check_chain(info, chain, record)
     try:
         data_key = unwrap_key(
             WrappedKey.from_bytes(wrapped),
@@ -262,4 +298,4 @@ def _fetch(
     shutil.rmtree(final, ignore_errors=True)
     staging.replace(final)
     shutil.rmtree(ciphertext, ignore_errors=True)
-    return FetchResult(dataset_id, number, final, instances, chain is not None)
+    return FetchResult(dataset_id, number, final, instances, anchor_checked_on_chain=True)

@@ -4,12 +4,11 @@ harmless. An anchor made outside this portal has no manifest here and is skipped
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 from django.db import transaction
 
-from chain.datasets import DatasetRegistry
+from chain.datasets import DatasetRegistry, dataset_id_parts
 from chain.events import ChainEvent
 from portal.core.sync import handles
 from portal.datasets.models import Dataset, DatasetVersion, Grant
@@ -31,10 +30,14 @@ def _hex(value: bytes | str) -> str:
 
 
 def _dataset(chain_id: bytes | str) -> Dataset | None:
-    raw = int(_hex(chain_id), 16)
-    if raw >= 1 << 128:
-        return None
-    return Dataset.objects.filter(pk=uuid.UUID(int=raw)).first()
+    """The dataset an on-chain id names: its uuid, owned by the member in its high half (the
+    same uuid under another member's id is that member's dataset, not this one)."""
+    member_id, dataset_uuid = dataset_id_parts(chain_id)
+    return (
+        Dataset.objects.select_related("owner")
+        .filter(pk=dataset_uuid, owner__chain_member_id=member_id)
+        .first()
+    )
 
 
 def _registry() -> DatasetRegistry:
@@ -46,14 +49,15 @@ def _registry() -> DatasetRegistry:
 @_mirrors("DatasetAnchored")
 def on_dataset_anchored(event: ChainEvent) -> None:
     manifest = _hex(event.args["manifestHash"])
-    version = DatasetVersion.objects.select_related("dataset").filter(manifest_sha256=manifest)
-    row = version.first()
+    owned = _dataset(event.args["datasetId"])
+    if owned is None:
+        return
+    row = owned.versions.filter(manifest_sha256=manifest).first()
     if row is None:
         return
-    anchor = _registry().is_anchored(manifest)
-    if anchor is None or anchor.version != row.number:
+    if _registry().version_of(owned.chain_id, manifest) != row.number:
         return
-    dataset = row.dataset
+    dataset = owned
     withdrawn = dataset.status == Dataset.Status.WITHDRAWN
     row.state = DatasetVersion.State.WITHDRAWN if withdrawn else DatasetVersion.State.ANCHORED
     row.anchored_tx = event.tx_hash

@@ -14,13 +14,15 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from chain.datasets import dataset_id_of
 from portal.consortium.models import Member
 from portal.nodes.models import Node
 
 
-def chain_dataset_id(dataset_uuid: uuid.UUID) -> str:
-    """A dataset's bytes32 id on chain: its UUID as a 256-bit big-endian integer."""
-    return "0x" + dataset_uuid.int.to_bytes(32, "big").hex()
+def chain_dataset_id(member_id: int, dataset_uuid: uuid.UUID) -> str:
+    """A dataset's bytes32 id on chain: its owner's member id in the high 128 bits, its UUID
+    in the low 128 (the contract refuses an anchor under another member's id)."""
+    return "0x" + dataset_id_of(member_id, dataset_uuid).hex()
 
 
 class Dataset(models.Model):
@@ -51,7 +53,10 @@ class Dataset(models.Model):
 
     @property
     def chain_id(self) -> str:
-        return chain_dataset_id(self.id)
+        member_id = self.owner.chain_member_id
+        if member_id is None:
+            raise ValueError(f"{self.owner} has no member id on chain")
+        return chain_dataset_id(member_id, self.id)
 
     @property
     def latest_version(self) -> DatasetVersion | None:
@@ -210,3 +215,9 @@ class AccessLog(models.Model):
     def __str__(self) -> str:
         who = self.node or self.user or "anonymous"
         return f"{self.at:%Y-%m-%d %H:%M} {who} {self.action} {self.what}"
+
+    @property
+    def self_reported(self) -> bool:
+        """A node's own word about what it did with a version (decrypted or refused it),
+        not something the portal saw happen: the portal logs releases itself."""
+        return self.what == "dataset" and self.node_id is not None

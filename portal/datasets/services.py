@@ -14,13 +14,16 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 from rest_framework import status
 from web3.types import TxReceipt
@@ -65,6 +68,18 @@ class Refused(ServiceError):
     """Access the asker may not have; answered 403 and recorded in the access log."""
 
     status_code = status.HTTP_403_FORBIDDEN  # type: ignore[assignment]
+
+
+class QuotaExceeded(ServiceError):
+    """More ciphertext in flight than the member's upload quota allows; answered 413."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE  # type: ignore[assignment]
+
+
+class TooManyReports(ServiceError):
+    """A node reports faster than ``DATASET_NODE_REPORTS_PER_HOUR`` allows; answered 429."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS  # type: ignore[assignment]
 
 
 def max_chunk_bytes() -> int:
@@ -166,7 +181,8 @@ def upload_plan(
     version = latest.number + 1 if latest else 1
     previous = latest.manifest_sha256 if latest else ZERO_HASH
     registry = dataset_registry()
-    on_chain = registry.dataset(chain_dataset_id(dataset_id))
+    chain_id = chain_dataset_id(member.chain_member_id, dataset_id)
+    on_chain = registry.dataset(chain_id)
     if on_chain.latest_version != version - 1:
         raise ServiceError(
             f"the chain holds version {on_chain.latest_version} of this dataset but the portal "
@@ -174,7 +190,6 @@ def upload_plan(
             code="out_of_sync",
         )
     domain = _domain(registry)
-    chain_id = chain_dataset_id(dataset_id)
     nonces = {signer_address: registry.nonce(signer_address)}
     manifest_typed = eip712.anchor_manifest(
         **domain,
@@ -263,6 +278,39 @@ def _hex(sig: bytes) -> str:
 # Uploads
 
 
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    value, unit = size / 1024, "KiB"
+    for larger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.1f} {unit}"
+
+
+def upload_quota_check(*, member: Member, adding: int) -> None:
+    """Refuse a new upload that would put more than the member's quota of ciphertext in flight.
+
+    In flight: the declared size of every open, unexpired upload of the member's datasets,
+    kept until committed, aborted or cleaned up after DATASET_UPLOAD_EXPIRY_HOURS.
+    """
+    quota = int(settings.DATASET_UPLOAD_QUOTA_BYTES)
+    in_flight = (
+        Upload.objects.filter(
+            dataset__owner=member, state=Upload.State.OPEN, expires_at__gt=timezone.now()
+        ).aggregate(total=Sum("version__ciphertext_size"))["total"]
+        or 0
+    )
+    if in_flight + adding > quota:
+        raise QuotaExceeded(
+            f"{member.name} has {_size(in_flight)} of uploads in progress; this one adds "
+            f"{_size(adding)}, over its quota of {_size(quota)}: finish or abort an open upload "
+            "first (or ask the operator to raise DATASET_UPLOAD_QUOTA_BYTES)",
+            code="quota_exceeded",
+        )
+
+
 def upload_create(
     *,
     user: AbstractBaseUser,
@@ -326,6 +374,9 @@ def upload_create(
         for g, typed, signer in zip(grants, plan.grants_typed, plan.grant_signers, strict=True)
     ]
     with transaction.atomic():
+        # One member's uploads open one at a time here, so two cannot both pass the quota.
+        Member.objects.select_for_update().filter(pk=member.pk).first()
+        upload_quota_check(member=member, adding=summary.ciphertext_size)
         dataset, _ = Dataset.objects.get_or_create(
             pk=dataset_id,
             defaults={"owner": member, "title": title.strip() or f"Dataset {dataset_id}"},
@@ -828,13 +879,31 @@ def node_release_manifest(*, node: Node, dataset: Dataset, version_number: int |
     return grant
 
 
+def _chain_grant_hash(dataset: Dataset, node: Node) -> str | None:
+    """The grant hash in force on chain for the node, or None; cached for
+    DATASET_GRANT_CHECK_SECONDS so a fetch of many chunks reads the chain once."""
+    key = f"datasets:chain-grant:{dataset.pk}:{node.node_id}"
+    cached = cache.get(key)
+    if cached is None:
+        on_chain = dataset_registry().grant_of(dataset.chain_id, node.node_id)
+        cached = "0x" + on_chain.grant_hash.hex() if on_chain.active else ""
+        cache.set(key, cached, timeout=int(settings.DATASET_GRANT_CHECK_SECONDS))
+    return cached or None
+
+
 def node_release_chunk(
     *, node: Node, dataset: Dataset, version_number: int, index: int
 ) -> tuple[DatasetVersion, str]:
-    """The storage path of a ciphertext chunk the node may fetch; the release is logged."""
+    """The storage path of a ciphertext chunk the node may fetch; the release is logged.
+
+    The chain's grant is checked too, not only the mirror's (a revocation the portal has not
+    mirrored yet stops releases within DATASET_GRANT_CHECK_SECONDS).
+    """
     grant = node_grant(
         node=node, dataset=dataset, version_number=version_number, what="chunk", chunk=index
     )
+    if _chain_grant_hash(dataset, node) != grant.grant_hash:
+        raise _refuse(dataset, node, "chunk", "the chain does not hold this grant", grant.version)
     access_log(
         dataset=dataset,
         node=node,
@@ -847,6 +916,20 @@ def node_release_chunk(
     return grant.version, grant.version.chunk_path(index)
 
 
+def _reports_rate_check(node: Node) -> None:
+    """A node's reports are its own word: at most DATASET_NODE_REPORTS_PER_HOUR of them, so a
+    node cannot flood the owner's access log."""
+    limit = int(settings.DATASET_NODE_REPORTS_PER_HOUR)
+    since = timezone.now() - timedelta(hours=1)
+    recent = AccessLog.objects.filter(node=node, what="dataset", at__gte=since).count()
+    if recent >= limit:
+        raise TooManyReports(
+            f"node {node.node_id} sent {recent} reports in the last hour, the most allowed "
+            f"(DATASET_NODE_REPORTS_PER_HOUR={limit}); report again later",
+            code="throttled",
+        )
+
+
 def node_report(
     *, node: Node, dataset: Dataset, version_number: int, ok: bool, reason: str
 ) -> AccessLog:
@@ -856,6 +939,7 @@ def node_report(
         raise ServiceError(f"{dataset.title} has no version {version_number}")
     if not Grant.objects.filter(version=version, node=node).exists():
         raise Refused(f"node {node.node_id} was never granted version {version_number}")
+    _reports_rate_check(node)
     return access_log(
         dataset=dataset,
         node=node,

@@ -19,20 +19,20 @@ def fetch_and_verify(dataset_id: str, version: int | None = None) -> str:
     from portal.datasets.fetch import DatasetClient
     from portal.datasets.fetch import fetch_and_verify as fetch
     from portal.nodes.keystore import NodeKeystore, password_from_env
-    from portal.nodes.tasks import node_settings
+    from portal.nodes.tasks import node_chain_settings, node_settings
 
     keystore_dir, portal_url, token = node_settings()
+    rpc_url, record = node_chain_settings()
     keystore = NodeKeystore.open(keystore_dir, password_from_env())
     cache = Path(os.environ.get("MEDCHAIN_NODE_CACHE", "") or keystore_dir.parent / "cache")
-    rpc = os.environ.get("CHAIN_RPC_URL", "")
-    chain = ChainClient.from_url(rpc, relayer_key=None) if rpc else None
     result = fetch(
         client=DatasetClient(portal_url, token),
         keystore=keystore,
         cache_dir=cache,
         dataset_id=dataset_id,
         version=version,
-        chain=chain,
+        chain=ChainClient.from_url(rpc_url, relayer_key=None),
+        record=record,
     )
     return str(result.folder)
 

@@ -18,7 +18,9 @@ the member's training nodes, whose public keys the data key is wrapped to.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -27,6 +29,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from chain.deployment import DeploymentRecord, RecordError
 from portal.consortium.models import Member
 from portal.consortium.views import (
     REFUSALS,
@@ -223,5 +226,15 @@ def dataset_upload_page(request: HttpRequest) -> HttpResponse:
             "section": "datasets",
             "uploader": member,
             "nodes": nodes,
+            "chain_record": _chain_record(),
+            "chain_public_rpc_url": settings.CHAIN_PUBLIC_RPC_URL,
         },
     )
+
+
+def _chain_record() -> DeploymentRecord | None:
+    """The deployment record file (not the database's copy) the page checks node keys at."""
+    try:
+        return DeploymentRecord.load(Path(settings.CHAIN_DEPLOYMENT_RECORD))
+    except RecordError:
+        return None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from chain.deployment import DeploymentRecord
 from portal.core.tasks import medchain_task
 
 
@@ -25,6 +26,20 @@ def node_settings() -> tuple[Path, str, str]:
     if not keystore or not portal_url:
         raise RuntimeError("MEDCHAIN_NODE_KEYSTORE and MEDCHAIN_PORTAL_URL must be set on a node")
     return Path(keystore), portal_url, token
+
+
+NODE_RPC_ENV = "MEDCHAIN_NODE_RPC_URL"
+
+
+def node_chain_settings() -> tuple[str, DeploymentRecord]:
+    """The node's own read-only RPC URL and its pinned deployment record (never the portal's)."""
+    rpc_url = os.environ.get(NODE_RPC_ENV, "")
+    if not rpc_url:
+        raise RuntimeError(
+            f"{NODE_RPC_ENV} must be set on a node: a read-only RPC URL of the chain, where it "
+            "checks every anchor and grant instead of taking the portal's word"
+        )
+    return rpc_url, DeploymentRecord.load(Path(settings.CHAIN_DEPLOYMENT_RECORD))
 
 
 @medchain_task("nodes.check_in")

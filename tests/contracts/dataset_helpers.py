@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 from registry_helpers import CITY, MARY, NORTH, Persona, persona, sign
 
 from chain import eip712
-from chain.datasets import ZERO_HASH, DatasetRegistry
+from chain.datasets import ZERO_HASH, DatasetRegistry, dataset_id_of
 from chain.registry import ConsortiumRegistry, Scope
 
 STEWARD = persona("steward")  # MARY's DATA delegate
 CITY_STEWARD = persona("city-steward")  # CITY's DATA delegate
 OPERATOR = persona("operator")  # MARY's NODE delegate: may not anchor
 MARY_NODE, CITY_NODE = hashlib.sha256(b"node:mary").digest(), hashlib.sha256(b"node:city").digest()
-DATASET, OTHER = hashlib.sha256(b"dataset:ct-1").digest(), hashlib.sha256(b"dataset:ct-2").digest()
+CT_1, CT_2 = uuid.uuid5(uuid.NAMESPACE_URL, "ct-1"), uuid.uuid5(uuid.NAMESPACE_URL, "ct-2")
+DATASET, OTHER = dataset_id_of(1, CT_1), dataset_id_of(2, CT_2)  # MARY's, CITY's
 ZERO = ZERO_HASH
 
 

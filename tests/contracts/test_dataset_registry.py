@@ -24,7 +24,7 @@ from dataset_helpers import (
 from registry_helpers import CITY, EVE, MARY, NEWKEY, NORTH, Deployment, reverts, sign
 
 from chain import eip712
-from chain.datasets import Anchor, Dataset, DatasetRegistry, Grant
+from chain.datasets import Dataset, DatasetRegistry, Grant, dataset_id_of, dataset_id_parts
 from chain.registry import ConsortiumRegistry, Scope
 
 M1, M2, M3 = manifest("v1"), manifest("v2"), manifest("v3")
@@ -71,8 +71,8 @@ def test_it_anchors_version_one_signed_by_a_data_delegate(ds: DatasetRegistry) -
     assert ds.dataset(DATASET).exists and not ds.dataset(OTHER).exists
     assert ds.manifest_of(DATASET, 1) == M1
     assert ds.manifest_of(DATASET, 2) is None
-    assert ds.is_anchored(M1) == Anchor(M1, DATASET, 1)
-    assert ds.is_anchored(M2) is None
+    assert ds.version_of(DATASET, M1) == 1
+    assert ds.version_of(DATASET, M2) == 0
     assert ds.nonce(STEWARD.address) == 1
 
 
@@ -91,7 +91,7 @@ def test_it_chains_versions_by_governance_and_delegate(ds: DatasetRegistry) -> N
     )
     assert ds.dataset(DATASET) == Dataset(DATASET, 1, 3, M3, False)
     assert [ds.manifest_of(DATASET, v) for v in (1, 2, 3)] == [M1, M2, M3]
-    assert ds.is_anchored(M2) == Anchor(M2, DATASET, 2)
+    assert ds.version_of(DATASET, M2) == 2
     # Another member's delegate owns its own datasets.
     anchor(ds, CITY_STEWARD, 1, manifest("city"), dataset_id=OTHER)
     assert ds.dataset(OTHER).owner_id == 2
@@ -111,8 +111,8 @@ def test_it_refuses_broken_version_chains(ds: DatasetRegistry) -> None:
         anchor(ds, STEWARD, 2, M2, previous=M3)
     with reverts("ManifestAlreadyAnchored", manifestHash=M1):
         anchor(ds, STEWARD, 2, M1, previous=M1)
-    with reverts("ManifestAlreadyAnchored", manifestHash=M1):
-        anchor(ds, STEWARD, 1, M1, dataset_id=OTHER)
+    with reverts("DatasetRegistryForeignId", datasetId=OTHER, idMemberId=2, memberId=1):
+        anchor(ds, STEWARD, 1, M2, dataset_id=OTHER)
     with reverts("InvalidDataset", datasetId=ZERO):
         anchor(ds, STEWARD, 1, M2, dataset_id=ZERO)
     with reverts("InvalidHash", hash=ZERO):
@@ -128,10 +128,30 @@ def test_it_refuses_outsiders_and_other_members(ds: DatasetRegistry) -> None:
     with reverts("NotAuthorised", signer=EVE.address):
         ds.anchor_manifest(dataset_id=DATASET, version=1, manifest_hash=M1, sender_key=EVE.key)
     anchor(ds, STEWARD, 1, M1)
-    with reverts("NotOwner", datasetId=DATASET, memberId=2):
+    with reverts("DatasetRegistryForeignId", datasetId=DATASET, idMemberId=1, memberId=2):
         anchor(ds, CITY, 2, M2, previous=M1)
-    with reverts("NotOwner", datasetId=DATASET, memberId=2):
+    with reverts("DatasetRegistryForeignId", datasetId=DATASET, idMemberId=1, memberId=2):
         anchor(ds, CITY_STEWARD, 2, M2, previous=M1)
+
+
+def test_it_lets_no_member_squat_another_members_dataset_id(ds: DatasetRegistry) -> None:
+    """CITY's steward copies MARY's pending anchor from the mempool and sends it first."""
+    with reverts("DatasetRegistryForeignId", datasetId=DATASET, idMemberId=1, memberId=2):
+        ds.anchor_manifest(
+            dataset_id=DATASET, version=1, manifest_hash=M1, sender_key=CITY_STEWARD.key
+        )
+    # The same uuid and manifest hash under CITY's own id land there and block nothing.
+    squatted = dataset_id_of(2, dataset_id_parts(DATASET)[1])
+    anchor(ds, CITY_STEWARD, 1, M1, dataset_id=squatted)
+    assert ds.dataset(squatted).owner_id == 2
+    receipt = anchor(ds, STEWARD, 1, M1)
+    assert events(ds, receipt)[0][1]["ownerId"] == 1
+    assert ds.dataset(DATASET) == Dataset(DATASET, 1, 1, M1, False)
+    assert (ds.version_of(DATASET, M1), ds.version_of(squatted, M1)) == (1, 1)
+    assert (
+        ds.client.call(ds.contract.functions.datasetIdOf(1, dataset_id_parts(DATASET)[1].bytes))
+        == DATASET
+    )
 
 
 def test_it_refuses_a_removed_member_and_its_delegates(

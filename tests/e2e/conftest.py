@@ -48,6 +48,9 @@ _BROWSER_WALLET_JS = """
       if (method === "eth_signTypedData_v4") {
         return await window.__browserWalletSignTypedData(params[0], params[1]);
       }
+      if ((method === "eth_chainId" || method === "eth_call") && window.__browserWalletRead) {
+        return await window.__browserWalletRead(method, JSON.stringify(params ?? []));
+      }
       const err = new Error(`test wallet: unsupported method ${method}`);
       err.code = 4200;
       throw err;
@@ -113,10 +116,11 @@ class BrowserPersona:
 
 @pytest.fixture
 def browser_persona(browser_chromium, live_server) -> Callable[[str, str], BrowserPersona]:
-    """Make a persona: a fresh browser context whose test wallet holds `private_key`."""
+    """Make a persona: a fresh browser context whose test wallet holds `private_key` (and,
+    unless `reads_chain` is false, answers eth_chainId and eth_call from the test chain)."""
     from eth_account import Account
 
-    def make(name: str, private_key: str) -> BrowserPersona:
+    def make(name: str, private_key: str, *, reads_chain: bool = True) -> BrowserPersona:
         account = Account.from_key(private_key)
         context = browser_chromium.new_context(
             base_url=live_server.url, viewport={"width": 1200, "height": 900}
@@ -144,6 +148,18 @@ def browser_persona(browser_chromium, live_server) -> Callable[[str, str], Brows
             signed = Account.sign_typed_data(private_key, full_message=typed)
             return "0x" + bytes(signed.signature).hex()
 
+        def read_chain(method: str, params_json: str) -> str:
+            """The wallet's provider reads the portal's test chain (what a wallet's node serves)."""
+            from portal.core import chain as portal_chain
+
+            w3 = portal_chain.client().w3
+            if method == "eth_chainId":
+                return hex(w3.eth.chain_id)
+            call, _block = json.loads(params_json)
+            return "0x" + bytes(w3.eth.call({"to": call["to"], "data": call["data"]})).hex()
+
+        if reads_chain:
+            context.expose_function("__browserWalletRead", read_chain)
         context.expose_function("__browserWalletAccounts", accounts)
         context.expose_function("__browserWalletSignTypedData", sign_typed_data)
         context.add_init_script(_BROWSER_WALLET_JS)

@@ -259,8 +259,24 @@ def test_browser_records_and_wrapped_keys_open_in_python(
     assert unwrap_key(wrapped, node_private, dataset_id=dataset_id, node_id=node_id) == key
 
 
+@pytest.fixture
+def chain_record(datasets_chain, chain_client, settings, tmp_path: Path) -> Path:
+    """The deployment record the upload page reads node keys at (as deploy_contracts writes it)."""
+    from chain.deployment import DeploymentRecord
+    from portal.core import chain as portal_chain
+
+    path = tmp_path / "chain-deployment.json"
+    DeploymentRecord(
+        chain_id=chain_client.chain_id,
+        registry=portal_chain.deployment().address,
+        datasets=datasets_chain.address,
+    ).write(path)
+    settings.CHAIN_DEPLOYMENT_RECORD = path
+    return path
+
+
 def test_a_steward_uploads_a_dataset_from_the_browser(
-    browser_vendor_files, consortium, datasets_chain, browser_persona, tmp_path
+    browser_vendor_files, consortium, datasets_chain, chain_record, browser_persona, tmp_path
 ):
     from rest_framework.test import APIClient
 
@@ -327,8 +343,7 @@ def test_a_steward_uploads_a_dataset_from_the_browser(
     dataset = Dataset.objects.get(title="Phantom liver CT")
     version = dataset.versions.get(number=1)
     assert version.state == "anchored"
-    anchor = datasets_chain.is_anchored(version.manifest_sha256)
-    assert anchor is not None and anchor.version == 1
+    assert datasets_chain.version_of(dataset.chain_id, version.manifest_sha256) == 1
     assert datasets_chain.grant_of(dataset.chain_id, node.node_id).active
     city_admin = consortium_services.staff_create(
         member=Member.objects.get(governance_address=consortium[1].address),
@@ -574,3 +589,48 @@ def test_a_signature_the_wallet_rejects_changes_nothing(
     page.reload()
     expect(_grant_row(page, 2, own).get_by_test_id("grant-status")).to_contain_text("Active")
     expect(page.get_by_test_id("dataset-status")).to_contain_text("Active")
+
+
+def test_the_page_wraps_the_data_key_to_no_node_key_the_chain_does_not_register(
+    browser_vendor_files, consortium, datasets_chain, chain_record, browser_persona, tmp_path
+):
+    """A compromised portal lists its own X25519 key for St. Mary's node, to read the data."""
+    from portal.consortium.models import Member
+    from portal.datasets.models import Dataset, Upload
+    from portal.nodes.models import Node
+
+    mary = Member.objects.get(governance_address=consortium[0].address)
+    _steward(mary)
+    node, _keys = _node(mary, tmp_path / "node", "mary-gpu-1")
+    attacker_key = "0x" + "66" * 32
+    Node.objects.filter(pk=node.pk).update(data_public_key=attacker_key)
+    source = tmp_path / "dicom"
+    annotations = write_ct_dataset(source, profile="hospital-a", count=2, seed=5, rows=64, cols=64)
+    secret_file = tmp_path / "uid-secret.bin"
+    secret_file.write_bytes(UID_SECRET)
+
+    def attempt(persona: Any) -> Any:
+        page = persona.page
+        _sign_in_steward(page, "/datasets/upload/")
+        page.get_by_label("DICOM files").set_input_files(sorted(source.glob("*.dcm")))
+        page.get_by_label("Annotation file (JSON)").set_input_files(annotations)
+        page.get_by_label("UID secret file").set_input_files(secret_file)
+        page.get_by_role("button", name="De-identify, encrypt, sign and upload").click()
+        status = page.locator("#upload-status")
+        expect(status).to_have_attribute("data-kind", "error", timeout=30_000)
+        return status
+
+    # The wallet reads the chain: the key there is the node's own, not the portal's.
+    steward = browser_persona("steward", consortium[0].key)
+    status = attempt(steward)
+    expect(status).to_contain_text(f"node {node.node_id}: the portal lists data key {attacker_key}")
+    expect(status).to_contain_text(f"the chain registers {node.data_public_key}")
+    assert steward.signed == [] and steward.errors == []
+
+    # A wallet that cannot read the chain, and no public RPC: the page says why it stops.
+    blind = browser_persona("blind", consortium[0].key, reads_chain=False)
+    status = attempt(blind)
+    expect(status).to_contain_text("cannot read the nodes' keys on chain")
+    expect(status).to_contain_text("configures no public RPC URL")
+    assert blind.signed == []
+    assert not Upload.objects.exists() and not Dataset.objects.exists()

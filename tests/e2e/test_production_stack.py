@@ -458,7 +458,9 @@ def test_it_checks_a_node_in_through_the_api_from_a_node_worker(stack: Stack):
     stack.processes.start(
         "node",
         [sys.executable, str(ROOT / "manage.py"), "run_node", "--keystore", str(keystore),
-         "--portal-url", portal, "--token-file", str(token_file)],
+         "--portal-url", portal, "--token-file", str(token_file),
+         "--rpc-url", stack.env["CHAIN_RPC_URL"],
+         "--chain-record", str(Path(stack.env["MEDCHAIN_VAR_DIR"]) / "chain-deployment.json")],
         node_env,
     )  # fmt: skip
     (checked_in,) = stack.wait_sql(

@@ -5,7 +5,9 @@
 //  2. re-key the annotation file by the new UIDs (training/annotations.py);
 //  3. stream the container through AES-256-GCM in 1 MiB chunks (WebCrypto),
 //     keeping only ciphertext records, and hash each one;
-//  4. wrap the data key to each chosen node (X25519 + HKDF-SHA256);
+//  4. check each chosen node's key against the ConsortiumRegistry on chain (read through the
+//     wallet's provider, or the configured public RPC), then wrap the data key to it
+//     (X25519 + HKDF-SHA256): a key the portal lists but the chain does not register is refused;
 //  5. the wallet signs the manifest (and the grants, if it holds the governance key);
 //  6. upload the records through the resumable upload API, then commit (anchor).
 //
@@ -31,6 +33,8 @@ const ENCRYPTION = "MCE1";
 const ANNOTATIONS_NAME = "annotations.json";
 const CHUNK_ATTEMPTS = 4;
 const RESUME_ROUNDS = 3;
+const NODE_SELECTOR = "0x7c97e6ec"; // ConsortiumRegistry.node(bytes32)
+const WALLET_UNSUPPORTED = 4200; // EIP-1193: the provider does not support the method
 
 class UploadError extends Error {}
 
@@ -140,6 +144,89 @@ function chosenNodes() {
     );
   }
   return nodes;
+}
+
+async function publicRpc(method, params) {
+  const url = form.dataset.publicRpc;
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+    credentials: "omit",
+  });
+  const body = await response.json();
+  if (body.error) throw new UploadError(`the public RPC refused ${method}: ${body.error.message}`);
+  return body.result;
+}
+
+/** A read of the chain through the wallet's provider, else the configured public RPC. */
+async function chainRead(method, params) {
+  if (hasWallet()) {
+    try {
+      return await window.ethereum.request({ method, params });
+    } catch (err) {
+      if (err?.code !== WALLET_UNSUPPORTED || !form.dataset.publicRpc) {
+        throw new UploadError(
+          `cannot read the nodes' keys on chain: your wallet answered ${method} with ` +
+            `"${err?.message ?? err}"` +
+            (form.dataset.publicRpc ? "" : " and this portal configures no public RPC URL") +
+            "; nothing was encrypted or sent",
+        );
+      }
+    }
+  }
+  if (!form.dataset.publicRpc) {
+    throw new UploadError(
+      "cannot read the nodes' keys on chain: no wallet and no public RPC URL; nothing was " +
+        "encrypted or sent",
+    );
+  }
+  return publicRpc(method, params);
+}
+
+/**
+ * Refuse, naming the node, unless the chain registers exactly the key the portal listed:
+ * the data key is wrapped to no key the portal alone vouches for.
+ */
+async function checkNodeKeys(nodes) {
+  const registry = form.dataset.registry;
+  const chainId = form.dataset.chainId;
+  if (!registry || !chainId) {
+    throw new UploadError(
+      "this portal has no chain deployment record, so the nodes' keys cannot be checked on " +
+        "chain; nothing was encrypted or sent",
+    );
+  }
+  const answered = BigInt(await chainRead("eth_chainId", []));
+  if (answered !== BigInt(chainId)) {
+    throw new UploadError(
+      `your wallet is on chain ${answered}, not the consortium's chain ${chainId}: switch ` +
+        "networks, then try again; nothing was encrypted or sent",
+    );
+  }
+  for (const node of nodes) {
+    const data = NODE_SELECTOR + node.node_id.slice(2);
+    const result = String(await chainRead("eth_call", [{ to: registry, data }, "latest"]));
+    const hex = result.replace(/^0x/, "");
+    if (hex.length < 256) {
+      throw new UploadError(`the chain gave no node record for ${node.node_id}; nothing was sent`);
+    }
+    const memberId = BigInt(`0x${hex.slice(0, 64)}`);
+    const dataKey = `0x${hex.slice(128, 192)}`.toLowerCase();
+    const active = BigInt(`0x${hex.slice(192, 256)}`) !== 0n;
+    if (memberId === 0n || !active) {
+      throw new UploadError(
+        `node ${node.node_id} is not an active node on chain: refusing to wrap the data key ` +
+          "to it; nothing was encrypted or sent",
+      );
+    }
+    if (dataKey !== node.public_key) {
+      throw new UploadError(
+        `node ${node.node_id}: the portal lists data key ${node.public_key}, but the chain ` +
+          `registers ${dataKey}; refusing to wrap the data key to it; nothing was encrypted or sent`,
+      );
+    }
+  }
 }
 
 /**
@@ -319,6 +406,8 @@ async function run() {
 
   let job = pending?.key === key ? pending : null;
   if (!job) {
+    show("Checking the nodes' keys on chain…");
+    await checkNodeKeys(nodes);
     const uidSecret = await readFile(secretFile);
     if (uidSecret.length === 0) throw new UploadError("the UID secret file is empty");
     showRefusals([]);

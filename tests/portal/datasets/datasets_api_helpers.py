@@ -15,6 +15,7 @@ from requests.adapters import BaseAdapter
 from rest_framework.test import APIClient
 
 from chain import eip712
+from chain.deployment import DeploymentRecord
 from portal.nodes.keystore import NodeKeystore
 from training.crypto import wrap_key
 from training.dataset import PackageResult, chunk_file_name
@@ -153,6 +154,17 @@ class DjangoTestAdapter(BaseAdapter):
 class NodeSide:
     client: Any
     keystore: NodeKeystore
+
+
+def pinned_record(chain_client) -> DeploymentRecord:
+    """What a hospital pins on its node: the real deployment, known before any compromise."""
+    from portal.core import chain as portal_chain
+
+    return DeploymentRecord(
+        chain_id=chain_client.chain_id,
+        registry=portal_chain.deployment(portal_chain.REGISTRY).address,
+        datasets=portal_chain.deployment(portal_chain.DATASETS).address,
+    )
 
 
 def node_side(node, keystore: NodeKeystore) -> NodeSide:

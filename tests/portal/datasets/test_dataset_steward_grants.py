@@ -207,7 +207,7 @@ def _steward_upload(api, package, steward, node, tmp_path) -> dict[str, Any]:
 
 
 def _fetch(node, node_keys, dataset: dict[str, Any], tmp_path, chain_client):
-    from datasets_api_helpers import node_side
+    from datasets_api_helpers import node_side, pinned_record
 
     from portal.datasets.fetch import fetch_and_verify
 
@@ -218,6 +218,7 @@ def _fetch(node, node_keys, dataset: dict[str, Any], tmp_path, chain_client):
         cache_dir=tmp_path / "cache",
         dataset_id=dataset["id"],
         chain=chain_client,
+        record=pinned_record(chain_client),
     )
 
 

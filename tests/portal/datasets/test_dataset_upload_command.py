@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from datasets_api_helpers import DjangoTestAdapter
+from datasets_api_helpers import DjangoTestAdapter, pinned_record
 from django.core.management import CommandError, call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from chain import eip712
 from chain.keystore import write_keystore
-from portal.datasets.management.commands.upload_dataset import Command
+from portal.datasets.management.commands.upload_dataset import RPC_ENV, Command
 from portal.datasets.models import Dataset, Upload
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +41,15 @@ def _session(adapter):
         return session
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def own_chain(datasets_chain, chain_client, settings, tmp_path: Path, monkeypatch):
+    """The steward's own chain connection (the in-process chain) and pinned deployment record."""
+    monkeypatch.setattr(Command, "chain_factory", staticmethod(lambda url: chain_client))
+    monkeypatch.setenv(RPC_ENV, "http://steward-own-rpc.invalid")
+    settings.CHAIN_DEPLOYMENT_RECORD = tmp_path / "chain-deployment.json"
+    pinned_record(chain_client).write(settings.CHAIN_DEPLOYMENT_RECORD)
 
 
 @pytest.fixture
@@ -191,3 +200,41 @@ def test_the_cli_leaves_a_grant_to_another_members_node_to_the_admin(
     assert response.status_code == 201, response.content
     assert response.json()["cross_member"] is True
     assert datasets_chain.grant_of(dataset.chain_id, other_node.node_id).active
+
+
+def test_the_cli_refuses_a_node_key_the_portal_lists_but_the_chain_does_not(
+    phantoms, steward_files, node, tmp_path, monkeypatch
+):
+    """A compromised portal lists its own X25519 key for St. Mary's node, to read the data."""
+    from portal.nodes.models import Node
+
+    attacker_key = "0x" + "66" * 32
+    Node.objects.filter(pk=node.pk).update(data_public_key=attacker_key)
+    with pytest.raises(CommandError) as refused:
+        _run(phantoms, steward_files, tmp_path, DjangoTestAdapter(), monkeypatch)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"node {node.node_id}: the portal lists data key {attacker_key}" in message
+    assert node.data_public_key in message and "nothing was uploaded" in message
+    assert not Upload.objects.exists() and not Dataset.objects.exists()
+    assert not (tmp_path / "work" / "upload-state.json").exists()
+
+
+def test_the_cli_refuses_to_wrap_without_its_own_chain_connection(
+    phantoms, steward_files, node, tmp_path, monkeypatch
+):
+    monkeypatch.delenv(RPC_ENV)
+    with pytest.raises(CommandError, match="--rpc-url or MEDCHAIN_UPLOAD_RPC_URL") as refused:
+        _run(phantoms, steward_files, tmp_path, DjangoTestAdapter(), monkeypatch)
+    assert "\n" not in str(refused.value)
+    assert not Upload.objects.exists()
+
+
+def test_the_cli_reports_the_upload_quota_in_one_line(
+    phantoms, steward_files, node, tmp_path, monkeypatch, settings
+):
+    settings.DATASET_UPLOAD_QUOTA_BYTES = 1024
+    with pytest.raises(CommandError, match="over its quota of 1.0 KiB") as refused:
+        _run(phantoms, steward_files, tmp_path, DjangoTestAdapter(), monkeypatch)
+    assert "\n" not in str(refused.value)
+    assert not Upload.objects.exists()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from portal.datasets.models import Dataset, DatasetVersion, Grant, Upload, chunk_storage_path
+from training.dataset import package_dataset
 
 pytestmark = pytest.mark.django_db
 
@@ -61,8 +63,7 @@ def test_it_uploads_resumes_commits_and_shows_the_catalogue_entry(
     manifest_hash = "0x" + package.manifest_sha256
     assert body["dataset"]["version"]["manifest_sha256"] == manifest_hash
 
-    anchor = datasets_chain.is_anchored(manifest_hash)
-    assert anchor is not None and anchor.version == 1
+    assert datasets_chain.version_of(body["dataset"]["chain_id"], manifest_hash) == 1
     assert datasets_chain.grant_of(body["dataset"]["chain_id"], node.node_id).active
 
     catalogue = api_as(second_admin).get(CATALOGUE).json()
@@ -115,7 +116,8 @@ def test_it_refuses_to_commit_with_a_missing_chunk(
         put_chunk(api, upload["id"], index, chunk_bytes(tmp_path, index))
     body = assert_json_error(api.post(f"{UPLOADS}{upload['id']}/commit/"), 400, "(1)")
     assert body["code"] == "chunks_missing"
-    assert datasets_chain.is_anchored("0x" + package.manifest_sha256) is None
+    dataset = Dataset.objects.get(pk=package.manifest["dataset_id"])
+    assert datasets_chain.version_of(dataset.chain_id, "0x" + package.manifest_sha256) == 0
     assert api_as(second_admin).get(CATALOGUE).json() == []
     # Still open: the missing chunk can be sent and the commit succeeds.
     put_chunk(api, upload["id"], 1, chunk_bytes(tmp_path, 1))
@@ -154,7 +156,11 @@ def test_it_discards_everything_when_the_chain_refuses_the_anchor(
     for index in range(3):
         put_chunk(api, upload["id"], index, chunk_bytes(tmp_path, index))
     # Another action by the same key uses the nonce the manifest was signed at.
-    other = {"dataset_id": "0x" + "77" * 32, "version": 1, "manifest_hash": "0x" + "88" * 32}
+    other = {
+        "dataset_id": "0x" + (1 << 128 | 0x77).to_bytes(32, "big").hex(),  # member 1's
+        "version": 1,
+        "manifest_hash": "0x" + "88" * 32,
+    }
     typed = datasets_chain.anchor_manifest_typed(signer=consortium[0].address, **other)
     datasets_chain.anchor_manifest_by_sig(
         **other,
@@ -380,3 +386,28 @@ def test_it_asks_the_granted_node_to_fetch_once_the_grant_is_on_chain(
     with broker:  # the message is for this test only: leave the queue as it was
         broker.executemany("DELETE FROM message WHERE id = ?", [(i,) for i in queued])
     broker.close()
+
+
+def test_a_member_cannot_hold_more_than_its_quota_in_open_uploads(
+    datasets_chain, member_admin, node, package, phantoms, tmp_path, api_as, settings
+):
+    """A steward opens upload after upload and never commits: the quota stops the next one."""
+    source, annotations = phantoms
+    second = package_dataset(
+        source, annotations, tmp_path / "pkg-2", dataset_id=str(uuid.uuid4()), uid_secret=b"t" * 32
+    )
+    settings.DATASET_UPLOAD_QUOTA_BYTES = package.ciphertext_size + second.ciphertext_size - 1
+    api = api_as(member_admin)
+    first = create_upload(api, package, [grant_entry(package, node)])
+    assert first.status_code == 201, first.content
+    # Re-posting the same manifest resumes the open upload: it takes no more of the quota.
+    assert create_upload(api, package, [grant_entry(package, node)]).status_code == 200
+
+    refused = create_upload(api, second, [grant_entry(second, node)])
+    body = assert_json_error(refused, 413, "over its quota", "finish or abort")
+    assert body["code"] == "quota_exceeded"
+    assert not Dataset.objects.filter(pk=second.dataset_id).exists()
+
+    # Aborting the first frees the quota.
+    assert api.post(f"{UPLOADS}{first.json()['id']}/abort/").status_code == 200
+    assert create_upload(api, second, [grant_entry(second, node)]).status_code == 201

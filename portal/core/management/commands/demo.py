@@ -425,7 +425,8 @@ class Command(BaseCommand):
         children.start(
             "node",
             [sys.executable, MANAGE, "run_node", "--keystore", str(self.node_dir),
-             "--portal-url", f"http://127.0.0.1:{self.port}", "--token-file", str(self.token_file)],
+             "--portal-url", f"http://127.0.0.1:{self.port}", "--token-file", str(self.token_file),
+             "--rpc-url", self.anvil.url],
             env,
         )  # fmt: skip
 
@@ -480,6 +481,7 @@ class Command(BaseCommand):
             title=DEMO_DATASET_TITLE,
             dataset_id=str(DEMO_DATASET_ID),
             work_dir=str(data / f"upload-{FOUNDERS[0][1]}"),
+            rpc_url=self.anvil.url,
             no_progress=True,
             stdout=io.StringIO(),
             stderr=errors,

@@ -4,11 +4,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from eth_utils import to_checksum_address
 
 from chain.datasets import DatasetRegistry
+from chain.deployment import DeploymentRecord
 from chain.errors import ChainUnavailable
 from chain.registry import ConsortiumRegistry
 from chain.registry import Founder as ChainFounder
@@ -72,6 +74,7 @@ class Command(BaseCommand):
             if client.w3.eth.get_code(to_checksum_address(existing.address)):
                 self.stdout.write(f"already deployed: {existing} (use --replace to redeploy)")
                 self._add_datasets(client, existing)
+                self._write_record(chain_id)
                 return
             self.stdout.write(f"{existing} has no code on this chain any more: redeploying")
         start_block = client.head() + 1
@@ -115,6 +118,19 @@ class Command(BaseCommand):
                 f"with {len(founders)} founding members; DatasetRegistry at {datasets.address}"
             )
         )
+        self._write_record(chain_id)
+
+    def _write_record(self, chain_id: int) -> None:
+        """The record hospitals pin on their nodes and uploaders (copied there out of band)."""
+        found = {d.name: d.address for d in ContractDeployment.objects.filter(chain_id=chain_id)}
+        record = DeploymentRecord(
+            chain_id=chain_id,
+            registry=found[portal_chain.REGISTRY],
+            datasets=found[portal_chain.DATASETS],
+        )
+        path = Path(settings.CHAIN_DEPLOYMENT_RECORD)
+        record.write(path)
+        self.stdout.write(f"deployment record written to {path}")
 
     def _add_datasets(self, client: Any, registry: ContractDeployment) -> None:
         """A registry deployed before the DatasetRegistry existed gets one beside it."""

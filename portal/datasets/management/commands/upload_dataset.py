@@ -4,12 +4,19 @@ Runs on the hospital's side and talks to the portal only through its REST
 API. The work folder keeps the encrypted package, the wrapped keys and the
 upload id (never the data key), so running the command again resumes an
 interrupted upload where it stopped.
+
+The data key is wrapped only to node keys the chain confirms: each node's
+X25519 key is read from the ConsortiumRegistry over the steward's own RPC
+connection, at the address pinned in the chain's deployment record (or
+``--registry``), never at one the portal names. A portal that lists another
+key for a node gets nothing: the command refuses before anything is encrypted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,12 +29,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
 
 from chain import eip712
+from chain.client import ChainClient
+from chain.deployment import DeploymentRecord, RecordError
+from chain.errors import ChainUnavailable
 from chain.keystore import read_keystore
+from chain.registry import ConsortiumRegistry
 from training.annotations import AnnotationError
 from training.crypto import wrap_key
 from training.dataset import PackageError, RefusedFiles, chunk_file_name, package_dataset
 
 STATE = "upload-state.json"
+RPC_ENV = "MEDCHAIN_UPLOAD_RPC_URL"
 _PATHS = (
     "source",
     "annotations",
@@ -38,6 +50,7 @@ _PATHS = (
     "grant_password_file",
     "uid_secret_file",
     "work_dir",
+    "chain_record",
 )
 
 
@@ -71,6 +84,11 @@ class Command(BaseCommand):
     )
     session_factory = requests.Session
 
+    @staticmethod
+    def chain_factory(rpc_url: str) -> ChainClient:
+        """The steward's own read-only connection to the chain (tests hand in their chain)."""
+        return ChainClient.from_url(rpc_url, relayer_key=None, timeout=30)
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("source", type=Path, help="folder of DICOM files")
         parser.add_argument("--annotations", type=Path, help="default: SOURCE/annotations.json")
@@ -98,6 +116,23 @@ class Command(BaseCommand):
             default=[],
             metavar="NODE_ID=DATA_PUBLIC_KEY",
             help="grant this node (repeat); default: the member's own active nodes",
+        )
+        parser.add_argument(
+            "--rpc-url",
+            default=os.environ.get(RPC_ENV),
+            help=f"a read-only RPC URL of the chain (or {RPC_ENV}): each node's data key is "
+            "checked there before the data key is wrapped to it",
+        )
+        parser.add_argument(
+            "--registry",
+            help="the ConsortiumRegistry address to read node keys from; default: the one in "
+            "--chain-record",
+        )
+        parser.add_argument(
+            "--chain-record",
+            type=Path,
+            help="the chain's deployment record (JSON: chain_id, registry, datasets); default "
+            "MEDCHAIN_CHAIN_RECORD or var/chain-deployment.json",
         )
         parser.add_argument("--title", default="")
         parser.add_argument("--dataset-id", help="an own dataset's id, for a new version")
@@ -164,6 +199,7 @@ class Command(BaseCommand):
         except ValueError:
             raise CommandError(f"--dataset-id {dataset_id!r} is not a UUID") from None
         nodes = _nodes(options["node"], portal)
+        _check_node_keys(nodes, _registry(options, self.chain_factory))
         secret_file = options["uid_secret_file"]
         uid_secret = (
             secret_file.read_bytes()
@@ -336,6 +372,56 @@ def _nodes(given: list[str], portal: Portal) -> list[tuple[str, str]]:
             "first, or name nodes with --node"
         )
     return [(n["node_id"], n["data_public_key"]) for n in nodes]
+
+
+def _registry(options: dict[str, Any], connect: Any) -> ConsortiumRegistry:
+    """The ConsortiumRegistry over the steward's own RPC, at the pinned address."""
+    rpc_url = options.get("rpc_url")
+    if not rpc_url:
+        raise CommandError(
+            f"give a read-only RPC URL of the chain with --rpc-url or {RPC_ENV}: node keys are "
+            "checked there, not taken from the portal"
+        )
+    record = None
+    address = options.get("registry")
+    if not address:
+        path = options.get("chain_record") or Path(settings.CHAIN_DEPLOYMENT_RECORD)
+        try:
+            record = DeploymentRecord.load(path)
+        except RecordError as exc:
+            raise CommandError(f"{exc}: give --chain-record or --registry") from None
+        address = record.registry
+    try:
+        chain = connect(rpc_url)
+        chain_id = chain.chain_id
+    except (ChainUnavailable, OSError, ValueError) as exc:
+        raise CommandError(f"cannot reach the chain at --rpc-url: {exc}") from None
+    if record is not None and record.chain_id != chain_id:
+        raise CommandError(
+            f"--rpc-url follows chain {chain_id}, but the deployment record is for chain "
+            f"{record.chain_id}"
+        )
+    try:
+        return ConsortiumRegistry(chain, address)
+    except ValueError as exc:
+        raise CommandError(f"--registry {address!r}: {exc}") from None
+
+
+def _check_node_keys(nodes: list[tuple[str, str]], registry: ConsortiumRegistry) -> None:
+    """Refuse, naming the node, unless the chain registers exactly this data key for it."""
+    for node_id, public in nodes:
+        on_chain = registry.node(node_id)
+        if on_chain.member_id == 0 or not on_chain.active:
+            raise CommandError(
+                f"node {node_id} is not an active node on chain: refusing to wrap the data key "
+                "to it; nothing was uploaded"
+            )
+        registered = "0x" + on_chain.data_key.hex()
+        if registered != public.lower():
+            raise CommandError(
+                f"node {node_id}: the portal lists data key {public}, but the chain registers "
+                f"{registered}; refusing to wrap the data key to it; nothing was uploaded"
+            )
 
 
 def _default_work_dir(source: Path) -> Path:

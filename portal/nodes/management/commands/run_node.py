@@ -6,9 +6,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from chain.client import ChainClient
+from chain.deployment import DeploymentRecord, RecordError
+from chain.errors import ChainUnavailable
 from portal.nodes.keystore import KeystoreError, NodeIdentity, NodeKeystore, password_from_env
+from portal.nodes.tasks import NODE_RPC_ENV
+
+
+def _check_chain(rpc_url: str | None, record_path: Path) -> None:
+    """Refuse to start without the node's own chain connection and pinned contract addresses."""
+    if not rpc_url:
+        raise CommandError(
+            f"the node needs a read-only RPC URL of the chain: --rpc-url or {NODE_RPC_ENV} "
+            "(it checks every anchor and grant there, never on the portal's word)"
+        )
+    try:
+        record = DeploymentRecord.load(record_path)
+    except RecordError as exc:
+        raise CommandError(f"{exc}: give --chain-record or MEDCHAIN_CHAIN_RECORD") from None
+    try:
+        chain_id = ChainClient.from_url(rpc_url, relayer_key=None, timeout=10).chain_id
+    except (ChainUnavailable, OSError, ValueError) as exc:
+        raise CommandError(f"cannot reach the chain at --rpc-url: {exc}") from None
+    if chain_id != record.chain_id:
+        raise CommandError(
+            f"--rpc-url follows chain {chain_id}, but the deployment record {record_path} is "
+            f"for chain {record.chain_id}"
+        )
 
 
 class Command(BaseCommand):
@@ -27,6 +54,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--token-file", type=Path, default=os.environ.get("MEDCHAIN_NODE_TOKEN_FILE")
         )
+        parser.add_argument(
+            "--rpc-url",
+            default=os.environ.get(NODE_RPC_ENV),
+            help=f"a read-only RPC URL of the chain (or {NODE_RPC_ENV}): the node checks every "
+            "anchor, owner and grant there, not on the portal's word",
+        )
+        parser.add_argument(
+            "--chain-record",
+            type=Path,
+            default=None,
+            help="the chain's deployment record (JSON: chain_id, registry, datasets) that pins "
+            "the contract addresses; default MEDCHAIN_CHAIN_RECORD or var/chain-deployment.json",
+        )
         parser.add_argument("--concurrency", type=int, default=1)
         parser.add_argument("--loglevel", default="INFO")
 
@@ -44,12 +84,17 @@ class Command(BaseCommand):
         token_file = options["token_file"]
         if token_file is None and not os.environ.get("MEDCHAIN_NODE_TOKEN"):
             raise CommandError("the node needs its API token: --token-file or MEDCHAIN_NODE_TOKEN")
+        rpc_url = options["rpc_url"]
+        record_path = Path(options["chain_record"] or settings.CHAIN_DEPLOYMENT_RECORD).resolve()
+        _check_chain(rpc_url, record_path)
         env = dict(os.environ)
         env.update(
             {
                 "MEDCHAIN_ROLE": "node",
                 "MEDCHAIN_NODE_KEYSTORE": str(Path(keystore_dir).resolve()),
                 "MEDCHAIN_PORTAL_URL": portal_url,
+                NODE_RPC_ENV: rpc_url,
+                "MEDCHAIN_CHAIN_RECORD": str(record_path),
                 "DJANGO_SETTINGS_MODULE": "portal.settings",
             }
         )
