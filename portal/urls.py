@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from portal.core.apis import HealthApi
+from portal.core.apis import HealthApi, api_not_found
 
 api_v1: list[URLPattern | URLResolver] = [
     path("health/", HealthApi.as_view(), name="api-health"),
@@ -18,8 +18,12 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    re_path(r"^api/", api_not_found, name="api-not-found"),
     path("health", HealthApi.as_view(), name="health"),
     path("", include("portal.consortium.urls")),
     path("", include("portal.nodes.urls")),
     path("", include("portal.datasets.urls")),
 ]
+
+handler400 = "portal.core.apis.bad_request"
+handler500 = "portal.core.apis.server_error"
