@@ -43,13 +43,12 @@ class PortalAutoSchema(AutoSchema):
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
-        for code in sorted(self.error_codes()):
-            key = str(code)
-            if key not in responses:
-                responses[key] = self._get_response_for_code(ErrorSerializer, key)
-            if not responses[key].get("description"):
-                responses[key]["description"] = ERROR_DESCRIPTIONS[code]
-        return responses
+        for code in self.error_codes():
+            responses.setdefault(str(code), self._get_response_for_code(ErrorSerializer, str(code)))
+        for key, response in responses.items():
+            if not response.get("description") and int(key) in ERROR_DESCRIPTIONS:
+                response["description"] = ERROR_DESCRIPTIONS[int(key)]
+        return dict(sorted(responses.items()))
 
     def error_codes(self) -> set[int]:
         """The codes the DRF machinery around the view can answer with, whatever it does."""
