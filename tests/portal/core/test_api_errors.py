@@ -83,6 +83,18 @@ def test_it_answers_an_unparsed_content_type_with_a_json_415():
     assert "text/plain" in body["error"]
 
 
+def test_it_answers_a_body_django_refuses_with_a_json_400(settings):
+    settings.DEBUG = False
+    fields = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+
+    response = Client(raise_request_exception=False).post(
+        "/api/v1/auth/token/", data=fields, content_type="application/x-www-form-urlencoded"
+    )
+
+    body = _assert_json(response, 400, "bad_request")
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in body["error"]
+
+
 def test_it_answers_a_body_of_the_wrong_shape_with_a_json_400(member_admin):
     response = api_client(member_admin).post(
         "/api/v1/invitations/", data="[1, 2]", content_type="application/json"
