@@ -280,7 +280,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "portal.core.schema.PortalAutoSchema",
     "EXCEPTION_HANDLER": "portal.core.apis.exception_handler",
     # /health is polled by load balancers: enough for one every second, not for a flood.
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "health": env.str("HEALTH_RATE", "120/min")},

@@ -100,7 +100,7 @@ def consortium(db, chain_client, settings, tmp_path: Path) -> Iterator[list[Foun
     for f in founders:
         services.member_found(
             name=f.name,
-            contact_email=f"admin@{f.name.split()[0].lower()}.example",
+            contact_email=f"admin@{f.name.split()[0].lower().rstrip('.')}.example",
             governance_address=f.address,
             data_public_key=f.data_key,
             role=1,

@@ -29,16 +29,8 @@ from rest_framework.views import APIView
 from portal.consortium import selectors, services
 from portal.consortium.models import Member, Proposal, Staff
 from portal.core.apis import ServiceError
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = serializers.CharField(help_text="one sentence saying what to do about it")
-    code = serializers.CharField()
-    detail = serializers.JSONField(required=False, help_text="per-field messages, when any")
-
-
-def _errors(*codes: int) -> dict[int, Any]:
-    return dict.fromkeys(codes, ErrorSerializer)
+from portal.core.schema import errors as _errors
+from portal.core.serializers import SignedInputSerializer, hex_field, signature_field
 
 
 class TypedDataSerializer(serializers.Serializer):
@@ -62,18 +54,6 @@ def _jsonable(value: Any) -> Any:
 
 def _typed_response(typed: dict[str, Any]) -> Response:
     return Response(TypedDataSerializer(_jsonable(typed)).data)
-
-
-def _signature_field() -> serializers.CharField:
-    return serializers.CharField(
-        required=False,
-        allow_blank=True,
-        help_text=(
-            "hex signature by the member's governance address over the typed data from the "
-            "matching typed-data route (eth_signTypedData_v4); may be left out only on a portal "
-            "running the embedded demo keystores"
-        ),
-    )
 
 
 class SecondFactorVerified(BasePermission):
@@ -180,12 +160,24 @@ class MemberDetailApi(MemberApi):
         return Response(MemberOutputSerializer(member).data)
 
 
+def _username_field() -> serializers.RegexField:
+    return serializers.RegexField(
+        r"^[\w.@+-]+$",
+        max_length=150,
+        error_messages={"invalid": "may contain only letters, digits and @ . + - _"},
+    )
+
+
 class ApplicationFieldsSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, help_text="the institution's name")
-    governance_address = serializers.CharField(
-        help_text="the chain address whose key signs for the institution (0x + 40 hex)"
+    governance_address = hex_field(
+        40,
+        "an Ethereum address",
+        help_text="the chain address whose key signs for the institution (0x + 40 hex)",
     )
-    data_public_key = serializers.CharField(help_text="X25519 public key, 0x + 64 hex")
+    data_public_key = hex_field(
+        64, "an X25519 public key", help_text="X25519 public key, 0x + 64 hex"
+    )
     role = serializers.IntegerField(
         default=1, min_value=1, max_value=2, help_text="1 hospital, 2 diagnostic server"
     )
@@ -214,12 +206,12 @@ class ApplicationSubmitApi(PublicApi):
     """Apply to join, with the signed application; creates the applicant's admin login."""
 
     class InputSerializer(ApplicationFieldsSerializer):
-        contact_email = serializers.EmailField()
-        signature = serializers.CharField(
-            help_text="the applicant's signature over the typed data from applications/typed-data/"
+        contact_email = serializers.EmailField(max_length=254)
+        signature = signature_field("the applicant's governance address", required=True)
+        admin_username = _username_field()
+        admin_password = serializers.CharField(
+            write_only=True, max_length=4096, style={"input_type": "password"}
         )
-        admin_username = serializers.CharField(max_length=150)
-        admin_password = serializers.CharField(write_only=True, style={"input_type": "password"})
 
         class Meta:
             ref_name = "ApplicationSubmitInput"
@@ -262,7 +254,7 @@ class SponsorTypedDataApi(MemberApi):
     @extend_schema(
         tags=["applications"],
         request=None,
-        responses={200: TypedDataSerializer, **_errors(400, 403, 404)},
+        responses={200: TypedDataSerializer, **_errors(400, 403, 404, 503)},
     )
     def post(self, request: Request, member_id: int) -> Response:
         applicant = _application(request, member_id)
@@ -315,9 +307,7 @@ class ProposalOutputSerializer(serializers.Serializer):
 class SponsorApi(MemberApi):
     """Sponsor an application: opens its admission proposal on chain."""
 
-    class InputSerializer(serializers.Serializer):
-        signature = _signature_field()
-
+    class InputSerializer(SignedInputSerializer):
         class Meta:
             ref_name = "SponsorInput"
 
@@ -334,7 +324,7 @@ class SponsorApi(MemberApi):
         proposal = services.admission_sponsor(
             sponsor=sponsor,
             applicant=applicant,
-            signature=data.validated_data.get("signature") or None,
+            signature=data.validated_data["signature"],
         )
         return Response(ProposalOutputSerializer(proposal).data, status=status.HTTP_201_CREATED)
 
@@ -373,9 +363,7 @@ class RemovalTypedDataApi(MemberApi):
 class RemovalProposeApi(MemberApi):
     """Propose removing a member: opens a removal proposal on chain for the members to vote on."""
 
-    class InputSerializer(serializers.Serializer):
-        signature = _signature_field()
-
+    class InputSerializer(SignedInputSerializer):
         class Meta:
             ref_name = "RemovalProposeInput"
 
@@ -390,15 +378,17 @@ class RemovalProposeApi(MemberApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         proposal = services.removal_propose(
-            proposer=proposer, member=member, signature=data.validated_data.get("signature") or None
+            proposer=proposer, member=member, signature=data.validated_data["signature"]
         )
         return Response(ProposalOutputSerializer(proposal).data, status=status.HTTP_201_CREATED)
 
 
-def _new_governance_field() -> serializers.CharField:
-    return serializers.CharField(
+def _new_governance_field() -> serializers.RegexField:
+    return hex_field(
+        40,
+        "an Ethereum address",
         help_text="the address (0x + 40 hex) that is to sign for the member; no member, "
-        "applicant or delegate may have used it"
+        "applicant or delegate may have used it",
     )
 
 
@@ -430,9 +420,8 @@ class RotationTypedDataApi(MemberApi):
 class RotationProposeApi(MemberApi):
     """Propose a new governance address for a member (its own admin or a hospital's may)."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(SignedInputSerializer):
         new_governance = _new_governance_field()
-        signature = _signature_field()
 
         class Meta:
             ref_name = "RotationProposeInput"
@@ -451,7 +440,7 @@ class RotationProposeApi(MemberApi):
             proposer=proposer,
             member=member,
             new_governance=data.validated_data["new_governance"],
-            signature=data.validated_data.get("signature") or None,
+            signature=data.validated_data["signature"],
         )
         return Response(ProposalOutputSerializer(proposal).data, status=status.HTTP_201_CREATED)
 
@@ -487,7 +476,7 @@ class VoteTypedDataApi(MemberApi):
     @extend_schema(
         tags=["proposals"],
         request=InputSerializer,
-        responses={200: TypedDataSerializer, **_errors(400, 403, 404)},
+        responses={200: TypedDataSerializer, **_errors(400, 403, 404, 503)},
     )
     def post(self, request: Request, proposal_id: int) -> Response:
         proposal = _proposal(request, proposal_id)
@@ -503,9 +492,8 @@ class VoteTypedDataApi(MemberApi):
 class VoteCastApi(MemberApi):
     """Cast the member's vote; the portal relays the signature to the chain."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(SignedInputSerializer):
         support = serializers.BooleanField(help_text="true for yes, false for no")
-        signature = _signature_field()
 
         class Meta:
             ref_name = "VoteCastInput"
@@ -524,7 +512,7 @@ class VoteCastApi(MemberApi):
             voter=voter,
             proposal=proposal,
             support=data.validated_data["support"],
-            signature=data.validated_data.get("signature") or None,
+            signature=data.validated_data["signature"],
         )
         return Response(ProposalOutputSerializer(proposal).data)
 
@@ -587,7 +575,7 @@ class InvitationCreateApi(MemberApi):
     """Invite a person to the member's staff."""
 
     class InputSerializer(serializers.Serializer):
-        email = serializers.EmailField()
+        email = serializers.EmailField(max_length=254)
         role = serializers.ChoiceField(choices=Staff.Role.choices)
 
         class Meta:
@@ -622,9 +610,11 @@ class InvitationAcceptApi(PublicApi):
     """Accept an invitation with its token: creates the invitee's login."""
 
     class InputSerializer(serializers.Serializer):
-        token = serializers.CharField()
-        username = serializers.CharField(max_length=150)
-        password = serializers.CharField(write_only=True, style={"input_type": "password"})
+        token = serializers.CharField(max_length=64)
+        username = _username_field()
+        password = serializers.CharField(
+            write_only=True, max_length=4096, style={"input_type": "password"}
+        )
 
         class Meta:
             ref_name = "InvitationAcceptInput"
@@ -651,18 +641,21 @@ class InvitationAcceptApi(PublicApi):
 class UserSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
-    email = serializers.EmailField()
+    email = serializers.CharField(help_text="empty for a node's login")
 
 
 class TokenObtainApi(PublicApi):
     """An API token for a user; admins also give a current TOTP code."""
 
     class InputSerializer(serializers.Serializer):
-        username = serializers.CharField()
-        password = serializers.CharField(write_only=True, style={"input_type": "password"})
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(
+            write_only=True, max_length=4096, style={"input_type": "password"}
+        )
         otp_token = serializers.CharField(
             required=False,
             allow_blank=True,
+            max_length=16,
             help_text="the 6-digit code from the authenticator app (required for admins)",
         )
 

@@ -7,7 +7,10 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
@@ -164,3 +167,53 @@ class HealthApi(APIView):
         return Response(
             body, status=status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
         )
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _resolves(path: str) -> bool:
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return False
+    return match.func is not api_not_found
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """The last /api/ route: a path no route matches, or whose id is malformed, is a JSON 404.
+
+    A route rather than handler404, which Django skips while DEBUG is on.
+    """
+    hint = "check the path and the ids in it against /api/docs/"
+    if not request.path.endswith("/") and _resolves(request.path + "/"):
+        hint = f"API routes end with a slash: {request.path}/"
+    return JsonResponse(
+        {"error": f"no API route matches {request.path}: {hint}", "code": "not_found"},
+        status=status.HTTP_404_NOT_FOUND,
+    )
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> Any:
+    """handler400: what Django refuses before a view runs (a body too large, a bad host)."""
+    if _is_api(request):
+        return JsonResponse(
+            {"error": f"the request was refused: {exception}", "code": "bad_request"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    return defaults.bad_request(request, exception)
+
+
+def server_error(request: HttpRequest) -> Any:
+    """handler500: an API client gets JSON too; the traceback goes to the log, not to it."""
+    if _is_api(request):
+        return JsonResponse(
+            {
+                "error": "the portal failed to answer; its operators have the details in its log",
+                "code": "server_error",
+            },
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    return defaults.server_error(request)

@@ -104,3 +104,31 @@ def chain_domain() -> dict[str, Any]:
         "chain_id": portal_chain.client().chain_id,
         "contract": portal_chain.deployment().address,
     }
+
+
+def signature_or_demo(*, signature: str | None, demo_keystore: bool) -> str | None:
+    """What a request signs with: its own signature, or None (the embedded demo keystore)
+    only where it asked for that explicitly on a portal that has demo keystores.
+
+    A request that sends neither is refused, so an empty body never signs for a member.
+    """
+    if signature:
+        return signature
+    if not demo_keystore:
+        hint = (
+            "; on this demo portal you may instead ask for its demo keystore explicitly "
+            "(demo_keystore: true)"
+            if settings.DEMO_KEYSTORES
+            else ""
+        )
+        raise ServiceError(
+            "a signature is required: sign the typed data from the matching typed-data route "
+            f"with the member's wallet and send it{hint}",
+            code="signature_required",
+        )
+    if not settings.DEMO_KEYSTORES:
+        raise ServiceError(
+            "demo keystores are disabled on this portal: sign with the member's wallet",
+            code="demo_keystores_disabled",
+        )
+    return None

@@ -24,37 +24,24 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.consortium.apis import (
-    ErrorSerializer,
     SecondFactorVerified,
     TypedDataSerializer,
     _jsonable,
 )
 from portal.core.apis import ServiceError
-from portal.core.signing import parse_bytes32
+from portal.core.schema import errors as _errors
+from portal.core.serializers import SignedInputSerializer, hex_field, signature_field
+from portal.core.signing import parse_bytes32, signature_or_demo
 from portal.datasets import selectors, services
-from portal.datasets.manifest import ManifestInvalid, grant_hash, parse_wrapped_key
+from portal.datasets.manifest import grant_hash, parse_wrapped_key
 from portal.datasets.models import Dataset, Grant, Upload
 from portal.nodes.models import Node
 from portal.nodes.selectors import node_of
-
-
-def _errors(*codes: int) -> dict[int, Any]:
-    return dict.fromkeys(codes, ErrorSerializer)
+from training.crypto import WRAPPED_KEY_SIZE
 
 
 def _typed(typed: dict[str, Any]) -> dict[str, Any]:
     return TypedDataSerializer(_jsonable(typed)).data  # type: ignore[return-value]
-
-
-def _signature_field(who: str) -> serializers.CharField:
-    return serializers.CharField(
-        required=False,
-        allow_blank=True,
-        help_text=(
-            f"hex EIP-712 signature by {who} over the matching typed data; may be left out "
-            "only on a portal running the embedded demo keystores"
-        ),
-    )
 
 
 class IsMemberStaff(BasePermission):
@@ -173,17 +160,32 @@ class DatasetDetailApi(APIView):
         return Response(_catalogue(_visible(request, dataset_id)))
 
 
-class GrantInputSerializer(serializers.Serializer):
-    node_id = serializers.CharField(help_text="the training node's bytes32 id")
-    wrapped_key = serializers.CharField(help_text="hex of the 92-byte key wrapped to the node")
-    signature = _signature_field(
-        "the grant's signer (RecordGrant): the owner's governance key, or for the owner's own "
-        "node the Data delegate that signs the manifest"
+def _node_id_field() -> serializers.RegexField:
+    return hex_field(64, "a bytes32 node id", help_text="the training node's bytes32 id")
+
+
+def _wrapped_key_field() -> serializers.RegexField:
+    return hex_field(
+        2 * WRAPPED_KEY_SIZE,
+        f"the {WRAPPED_KEY_SIZE}-byte wrapped key",
+        help_text=f"hex of the {WRAPPED_KEY_SIZE}-byte key wrapped to the node",
     )
 
 
-def _grant_signer_field() -> serializers.CharField:
-    return serializers.CharField(
+def _signer_field() -> serializers.RegexField:
+    return hex_field(
+        40,
+        "an Ethereum address",
+        required=False,
+        allow_blank=True,
+        help_text="the governance address or a Data delegate's; the governance address if blank",
+    )
+
+
+def _grant_signer_field() -> serializers.RegexField:
+    return hex_field(
+        40,
+        "an Ethereum address",
         required=False,
         allow_blank=True,
         help_text=(
@@ -193,6 +195,21 @@ def _grant_signer_field() -> serializers.CharField:
     )
 
 
+_GRANT_SIGNATURE = (
+    "the grant's signer (RecordGrant): the owner's governance key, or for the owner's own "
+    "node the Data delegate that signs the manifest"
+)
+
+
+class GrantKeySerializer(serializers.Serializer):
+    node_id = _node_id_field()
+    wrapped_key = _wrapped_key_field()
+
+
+class GrantInputSerializer(GrantKeySerializer):
+    signature = signature_field(_GRANT_SIGNATURE)
+
+
 class UploadTypedDataApi(APIView):
     """The typed data to sign for a new version: the manifest, then each grant in order."""
 
@@ -200,11 +217,11 @@ class UploadTypedDataApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         dataset_id = serializers.UUIDField(help_text="a new UUID, or an own dataset's id")
-        manifest_sha256 = serializers.CharField(help_text="0x + SHA-256 of the canonical manifest")
-        signer = serializers.CharField(
-            required=False, allow_blank=True, help_text="governance address or a Data delegate"
+        manifest_sha256 = hex_field(
+            64, "a SHA-256", help_text="0x + SHA-256 of the canonical manifest"
         )
-        grants = serializers.ListField(child=serializers.DictField(), required=False, default=list)
+        signer = _signer_field()
+        grants = GrantKeySerializer(many=True, required=False, default=list)
 
         class Meta:
             ref_name = "DatasetUploadTypedDataInput"
@@ -238,11 +255,8 @@ class UploadTypedDataApi(APIView):
         manifest_sha256 = data.validated_data["manifest_sha256"]
         pairs = []
         for entry in data.validated_data["grants"]:
-            node = _node_ref(str(entry.get("node_id", "")))
-            try:
-                wrapped = parse_wrapped_key(str(entry.get("wrapped_key", "")))
-            except ManifestInvalid as exc:
-                raise ServiceError(str(exc)) from None
+            node = _node_ref(entry["node_id"])
+            wrapped = parse_wrapped_key(entry["wrapped_key"])
             pairs.append(
                 (
                     node,
@@ -299,36 +313,51 @@ class UploadCreateApi(APIView):
 
     permission_classes = [IsUploader, SecondFactorVerified]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(SignedInputSerializer):
         dataset_id = serializers.UUIDField()
         title = serializers.CharField(max_length=200, required=False, default="")
         manifest = serializers.JSONField(help_text="the manifest as packaged, unchanged")
-        signer = serializers.CharField(required=False, allow_blank=True)
-        signature = _signature_field("the signer (AnchorManifest)")
+        signer = _signer_field()
+        signature = signature_field("the signer (AnchorManifest)")
         grants = GrantInputSerializer(many=True, required=False, default=list)
 
         class Meta:
             ref_name = "DatasetUploadCreateInput"
 
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            # The manifest's signature is checked by the base; each grant's the same way.
+            demo_keystore = attrs.get("demo_keystore", False)
+            attrs = super().validate(attrs)
+            for entry in attrs["grants"]:
+                try:
+                    entry["signature"] = signature_or_demo(
+                        signature=entry.get("signature"), demo_keystore=demo_keystore
+                    )
+                except ServiceError as exc:
+                    raise ServiceError(
+                        f"grant to {entry['node_id']}: {exc.message}", code=exc.code
+                    ) from None
+            return attrs
+
     @extend_schema(
         tags=["datasets"],
         request=InputSerializer,
-        responses={201: UploadOutputSerializer, 200: UploadOutputSerializer, **_errors(400, 403)},
+        responses={
+            201: UploadOutputSerializer,
+            200: UploadOutputSerializer,
+            **_errors(400, 403, 413, 503),
+        },
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         grants = []
         for entry in data.validated_data["grants"]:
-            try:
-                wrapped = parse_wrapped_key(entry["wrapped_key"])
-            except ManifestInvalid as exc:
-                raise ServiceError(f"grant to {entry['node_id']}: {exc}") from None
             grants.append(
                 services.GrantRequest(
                     node=_node_ref(entry["node_id"]),
-                    wrapped_key=wrapped,
-                    signature=entry.get("signature") or None,
+                    wrapped_key=parse_wrapped_key(entry["wrapped_key"]),
+                    signature=entry["signature"],
                 )
             )
         upload, created = services.upload_create(
@@ -338,7 +367,7 @@ class UploadCreateApi(APIView):
             title=data.validated_data["title"],
             manifest=data.validated_data["manifest"],
             signer=data.validated_data.get("signer") or None,
-            signature=data.validated_data.get("signature") or None,
+            signature=data.validated_data["signature"],
             grants=grants,
         )
         return Response(
@@ -437,7 +466,11 @@ class UploadAbortApi(APIView):
 
     permission_classes = [IsUploader, SecondFactorVerified]
 
-    @extend_schema(tags=["datasets"], request=None, responses={200: UploadOutputSerializer})
+    @extend_schema(
+        tags=["datasets"],
+        request=None,
+        responses={200: UploadOutputSerializer, **_errors(400, 403, 404)},
+    )
     def post(self, request: Request, upload_id: uuid.UUID) -> Response:
         upload = services.upload_abort(upload=_upload(request, upload_id))
         return Response(UploadOutputSerializer(upload).data)
@@ -493,9 +526,7 @@ class GrantTypedDataApi(APIView):
 
     permission_classes = [IsUploader, SecondFactorVerified]
 
-    class InputSerializer(serializers.Serializer):
-        node_id = serializers.CharField()
-        wrapped_key = serializers.CharField()
+    class InputSerializer(GrantKeySerializer):
         signer = _grant_signer_field()
 
         class Meta:
@@ -504,16 +535,13 @@ class GrantTypedDataApi(APIView):
     @extend_schema(
         tags=["datasets"],
         request=InputSerializer,
-        responses={200: TypedDataSerializer, **_errors(400, 403, 404)},
+        responses={200: TypedDataSerializer, **_errors(400, 403, 404, 503)},
     )
     def post(self, request: Request, dataset_id: uuid.UUID) -> Response:
         dataset = _owned(request, dataset_id, "grant access to")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            wrapped = parse_wrapped_key(data.validated_data["wrapped_key"])
-        except ManifestInvalid as exc:
-            raise ServiceError(str(exc)) from None
+        wrapped = parse_wrapped_key(data.validated_data["wrapped_key"])
         _, _, typed = services.grant_typed_data(
             dataset=dataset,
             node=_node_ref(data.validated_data["node_id"]),
@@ -528,7 +556,10 @@ class GrantAddApi(APIView):
 
     permission_classes = [IsUploader, SecondFactorVerified]
 
-    class InputSerializer(GrantInputSerializer):
+    class InputSerializer(SignedInputSerializer):
+        node_id = _node_id_field()
+        wrapped_key = _wrapped_key_field()
+        signature = signature_field(_GRANT_SIGNATURE)
         signer = _grant_signer_field()
 
         class Meta:
@@ -537,7 +568,7 @@ class GrantAddApi(APIView):
     @extend_schema(
         tags=["datasets"],
         request=InputSerializer,
-        responses={201: GrantOutputSerializer, **_errors(400, 403, 404, 409)},
+        responses={201: GrantOutputSerializer, **_errors(400, 403, 404, 409, 503)},
     )
     def post(self, request: Request, dataset_id: uuid.UUID) -> Response:
         dataset = _owned(request, dataset_id, "grant access to")
@@ -547,7 +578,7 @@ class GrantAddApi(APIView):
             dataset=dataset,
             node=_node_ref(data.validated_data["node_id"]),
             wrapped_key=data.validated_data["wrapped_key"],
-            signature=data.validated_data.get("signature") or None,
+            signature=data.validated_data["signature"],
             signer=data.validated_data.get("signer") or None,
         )
         return Response(GrantOutputSerializer(grant).data, status=status.HTTP_201_CREATED)
@@ -589,7 +620,7 @@ class GrantRevokeTypedDataApi(APIView):
     @extend_schema(
         tags=["datasets"],
         request=InputSerializer,
-        responses={200: TypedDataSerializer, **_errors(400, 403, 404)},
+        responses={200: TypedDataSerializer, **_errors(400, 403, 404, 503)},
     )
     def post(self, request: Request, dataset_id: uuid.UUID, node_id: str) -> Response:
         dataset = _owned(request, dataset_id, "revoke grants of")
@@ -605,9 +636,9 @@ class GrantRevokeApi(APIView):
 
     permission_classes = [IsUploader, SecondFactorVerified]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(SignedInputSerializer):
         version = _version_field()
-        signature = _signature_field("the owner's governance key (RevokeGrant)")
+        signature = signature_field("the owner's governance key (RevokeGrant)")
 
         class Meta:
             ref_name = "DatasetGrantRevokeInput"
@@ -615,7 +646,7 @@ class GrantRevokeApi(APIView):
     @extend_schema(
         tags=["datasets"],
         request=InputSerializer,
-        responses={200: GrantOutputSerializer, **_errors(400, 403, 404, 409)},
+        responses={200: GrantOutputSerializer, **_errors(400, 403, 404, 409, 503)},
     )
     def post(self, request: Request, dataset_id: uuid.UUID, node_id: str) -> Response:
         dataset = _owned(request, dataset_id, "revoke grants of")
@@ -623,7 +654,7 @@ class GrantRevokeApi(APIView):
         data.is_valid(raise_exception=True)
         grant = services.grant_revoke(
             grant=_grant_ref(request, dataset, node_id, data.validated_data.get("version")),
-            signature=data.validated_data.get("signature") or None,
+            signature=data.validated_data["signature"],
         )
         return Response(GrantOutputSerializer(grant).data)
 
@@ -632,7 +663,9 @@ class WithdrawTypedDataApi(APIView):
     permission_classes = [IsUploader, SecondFactorVerified]
 
     @extend_schema(
-        tags=["datasets"], request=None, responses={200: TypedDataSerializer, **_errors(403, 404)}
+        tags=["datasets"],
+        request=None,
+        responses={200: TypedDataSerializer, **_errors(403, 404, 503)},
     )
     def post(self, request: Request, dataset_id: uuid.UUID) -> Response:
         dataset = _owned(request, dataset_id, "withdraw")
@@ -644,8 +677,8 @@ class WithdrawApi(APIView):
 
     permission_classes = [IsUploader, SecondFactorVerified]
 
-    class InputSerializer(serializers.Serializer):
-        signature = _signature_field("the owner's governance key (WithdrawDataset)")
+    class InputSerializer(SignedInputSerializer):
+        signature = signature_field("the owner's governance key (WithdrawDataset)")
 
         class Meta:
             ref_name = "DatasetWithdrawInput"
@@ -653,14 +686,14 @@ class WithdrawApi(APIView):
     @extend_schema(
         tags=["datasets"],
         request=InputSerializer,
-        responses={200: DatasetOutputSerializer, **_errors(400, 403, 404, 409)},
+        responses={200: DatasetOutputSerializer, **_errors(400, 403, 404, 409, 503)},
     )
     def post(self, request: Request, dataset_id: uuid.UUID) -> Response:
         dataset = _owned(request, dataset_id, "withdraw")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         dataset = services.dataset_withdraw(
-            dataset=dataset, signature=data.validated_data.get("signature") or None
+            dataset=dataset, signature=data.validated_data["signature"]
         )
         return Response(_catalogue(dataset))
 
@@ -765,7 +798,7 @@ class NodeManifestApi(APIView):
     @extend_schema(
         tags=["datasets"],
         parameters=[_VERSION_PARAM],
-        responses={200: OutputSerializer, **_errors(400, 403, 404)},
+        responses={200: OutputSerializer, **_errors(400, 403, 404, 503)},
     )
     def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
         node = _node(request)
@@ -812,7 +845,10 @@ class NodeChunkApi(APIView):
     @extend_schema(
         tags=["datasets"],
         parameters=[_VERSION_PARAM],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **_errors(403, 404)},
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            **_errors(400, 403, 404),
+        },
     )
     def get(self, request: Request, dataset_id: uuid.UUID, index: int) -> FileResponse:
         node = _node(request)
@@ -841,8 +877,16 @@ class NodeReportApi(APIView):
         class Meta:
             ref_name = "DatasetNodeReportInput"
 
+    class OutputSerializer(serializers.Serializer):
+        recorded = serializers.BooleanField()
+
+        class Meta:
+            ref_name = "DatasetNodeReportOutput"
+
     @extend_schema(
-        tags=["datasets"], request=InputSerializer, responses={201: None, **_errors(400, 403, 404)}
+        tags=["datasets"],
+        request=InputSerializer,
+        responses={201: OutputSerializer, **_errors(400, 403, 404)},
     )
     def post(self, request: Request, dataset_id: uuid.UUID) -> Response:
         node = _node(request)
@@ -856,4 +900,6 @@ class NodeReportApi(APIView):
             ok=data.validated_data["outcome"] == "ok",
             reason=data.validated_data.get("reason", ""),
         )
-        return Response({"recorded": True}, status=status.HTTP_201_CREATED)
+        return Response(
+            self.OutputSerializer({"recorded": True}).data, status=status.HTTP_201_CREATED
+        )

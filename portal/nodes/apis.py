@@ -13,21 +13,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.consortium.apis import ErrorSerializer, TypedDataSerializer
+from portal.consortium.apis import TypedDataSerializer
 from portal.consortium.models import Staff
 from portal.consortium.selectors import staff_of
 from portal.core import chain as portal_chain
+from portal.core.schema import errors as _errors
+from portal.core.serializers import SignedInputSerializer, hex_field
 from portal.nodes import services
 from portal.nodes.models import Node
 from portal.nodes.selectors import node_get, node_list, node_of
-
-
-def _hex_field(digits: int, what: str, **kwargs: Any) -> serializers.RegexField:
-    return serializers.RegexField(
-        rf"^0x[0-9a-fA-F]{{{digits}}}$",
-        error_messages={"invalid": f"must be {what}: 0x followed by {digits} hex digits"},
-        **kwargs,
-    )
 
 
 class IsMemberStaff(BasePermission):
@@ -51,10 +45,6 @@ class IsNode(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return node_of(request.user) is not None
-
-
-def _errors(*codes: int) -> dict[int, Any]:
-    return dict.fromkeys(codes, ErrorSerializer)
 
 
 class NodeOutputSerializer(serializers.ModelSerializer):
@@ -97,15 +87,15 @@ class NodeRegistrationTypedDataApi(APIView):
     permission_classes = [IsMemberAdmin]
 
     class InputSerializer(serializers.Serializer):
-        node_id = _hex_field(64, "a bytes32 node id", help_text="from `manage.py node_init`")
-        signer_address = _hex_field(40, "an Ethereum address")
-        data_public_key = _hex_field(64, "an X25519 public key")
+        node_id = hex_field(64, "a bytes32 node id", help_text="from `manage.py node_init`")
+        signer_address = hex_field(40, "an Ethereum address")
+        data_public_key = hex_field(64, "an X25519 public key")
 
         class Meta:
             ref_name = "NodeRegistrationTypedDataInput"
 
     @extend_schema(
-        request=InputSerializer, responses={200: TypedDataSerializer, **_errors(400, 403)}
+        request=InputSerializer, responses={200: TypedDataSerializer, **_errors(400, 403, 503)}
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -119,22 +109,18 @@ class NodeRegistrationTypedDataApi(APIView):
 class NodeRegisterApi(APIView):
     permission_classes = [IsMemberAdmin]
 
-    class InputSerializer(serializers.Serializer):
-        node_id = _hex_field(64, "a bytes32 node id")
-        signer_address = _hex_field(40, "an Ethereum address")
-        data_public_key = _hex_field(64, "an X25519 public key")
+    class InputSerializer(SignedInputSerializer):
+        node_id = hex_field(64, "a bytes32 node id")
+        signer_address = hex_field(40, "an Ethereum address")
+        data_public_key = hex_field(64, "an X25519 public key")
         label = serializers.CharField(max_length=100, required=False, default="")  # type: ignore[assignment]
-        signature = serializers.CharField(
-            required=False,
-            allow_blank=True,
-            help_text="the member's EIP-712 signature; optional only with demo keystores",
-        )
 
         class Meta:
             ref_name = "NodeRegisterInput"
 
     @extend_schema(
-        request=InputSerializer, responses={201: NodeOutputSerializer, **_errors(400, 403, 409)}
+        request=InputSerializer,
+        responses={201: NodeOutputSerializer, **_errors(400, 403, 409, 503)},
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -145,7 +131,7 @@ class NodeRegisterApi(APIView):
             signer_address=data.validated_data["signer_address"],
             data_public_key=data.validated_data["data_public_key"],
             label=data.validated_data["label"],
-            signature=data.validated_data.get("signature") or None,
+            signature=data.validated_data["signature"],
         )
         return Response(NodeOutputSerializer(node).data, status=status.HTTP_201_CREATED)
 
@@ -189,7 +175,7 @@ class CheckInChallengeApi(APIView):
         class Meta:
             ref_name = "CheckInChallengeOutput"
 
-    @extend_schema(request=None, responses={201: OutputSerializer, **_errors(400, 403)})
+    @extend_schema(request=None, responses={201: OutputSerializer, **_errors(400, 403, 503)})
     def post(self, request: Request) -> Response:
         node = node_of(request.user)
         assert node is not None  # IsNode
@@ -211,8 +197,8 @@ class CheckInApi(APIView):
     permission_classes = [IsNode]
 
     class InputSerializer(serializers.Serializer):
-        challenge = _hex_field(64, "the challenge you were given")
-        signature = _hex_field(130, "a 65-byte EIP-712 signature")
+        challenge = hex_field(64, "the challenge you were given")
+        signature = hex_field(130, "a 65-byte EIP-712 signature")
 
         class Meta:
             ref_name = "CheckInInput"
@@ -225,7 +211,9 @@ class CheckInApi(APIView):
         class Meta:
             ref_name = "CheckInOutput"
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **_errors(400, 403)})
+    @extend_schema(
+        request=InputSerializer, responses={200: OutputSerializer, **_errors(400, 403, 503)}
+    )
     def post(self, request: Request) -> Response:
         node = node_of(request.user)
         assert node is not None  # IsNode

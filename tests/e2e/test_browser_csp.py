@@ -21,7 +21,7 @@ from tests.e2e.test_browser_dataset import _owner_page_setup
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 
 # Routes that answer JSON or end a session, not pages a person reads.
-NOT_PAGES = ("api/v1/", "admin/", "accounts/logout/", "api/schema/", "health")
+NOT_PAGES = ("api/v1/", "admin/", "accounts/logout/", "api/schema/", "health", "^api/")
 
 
 def _routes(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Iterator[str]:

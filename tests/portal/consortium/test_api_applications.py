@@ -61,7 +61,7 @@ def test_it_refuses_typed_data_for_a_bad_address(consortium, applicant_keys):
     response = api_client().post(TYPED, body, format="json")
 
     assert response.status_code == 400
-    assert "is not an Ethereum address" in response.json()["error"]
+    assert "must be an Ethereum address" in response.json()["error"]
 
 
 def test_it_takes_an_application_signed_in_a_wallet(consortium, applicant_keys):
@@ -85,7 +85,7 @@ def test_it_refuses_an_application_with_a_bad_data_key(consortium, applicant_key
     response = api_client().post(SUBMIT, body, format="json")
 
     assert response.status_code == 400
-    assert "data public key must be 32 bytes" in response.json()["error"]
+    assert "data_public_key: must be an X25519 public key" in response.json()["error"]
     assert not Member.objects.filter(governance_address=applicant_keys.address).exists()
 
 
@@ -96,14 +96,14 @@ def test_it_refuses_an_application_with_a_bad_address(consortium, applicant_keys
     response = api_client().post(SUBMIT, body, format="json")
 
     assert response.status_code == 400
-    assert "is not an Ethereum address" in response.json()["error"]
+    assert "must be an Ethereum address" in response.json()["error"]
 
 
 @pytest.mark.parametrize(
     ("signature", "message"),
     [
-        ("0xnothex", "the signature is not hex"),
-        ("0x" + "12" * 10, "the signature must be 65 bytes"),
+        ("0xnothex", "signature: must be 65 bytes"),
+        ("0x" + "12" * 10, "signature: must be 65 bytes"),
     ],
 )
 def test_it_refuses_a_malformed_signature(consortium, applicant_keys, signature, message):
@@ -226,7 +226,9 @@ def test_it_relays_a_sponsorship_signed_in_a_wallet(member_admin, applicant, con
 
 
 def test_it_signs_a_sponsorship_with_the_demo_keystore(member_admin, applicant):
-    response = api_client(member_admin).post(_sponsor_url(applicant), {}, format="json")
+    response = api_client(member_admin).post(
+        _sponsor_url(applicant), {"demo_keystore": True}, format="json"
+    )
 
     assert response.status_code == 201, response.json()
     assert Proposal.objects.filter(subject=applicant, status=Proposal.Status.OPEN).exists()
@@ -250,9 +252,10 @@ def test_it_refuses_a_sponsorship_signed_by_someone_else(member_admin, applicant
 
 
 def test_it_refuses_to_sponsor_twice(member_admin, second_admin, applicant):
-    assert api_client(member_admin).post(_sponsor_url(applicant)).status_code == 201
+    demo = {"demo_keystore": True}
+    assert api_client(member_admin).post(_sponsor_url(applicant), demo).status_code == 201
 
-    response = api_client(second_admin).post(_sponsor_url(applicant))
+    response = api_client(second_admin).post(_sponsor_url(applicant), demo)
 
     assert response.status_code == 400
     assert "cannot be sponsored now (Proposed, members voting)" in response.json()["error"]
@@ -265,7 +268,31 @@ def test_it_asks_for_a_wallet_signature_without_demo_keystores(member_admin, app
     response = api_client(member_admin).post(_sponsor_url(applicant))
 
     assert response.status_code == 400
-    assert "a signature from the member's wallet is required" in response.json()["error"]
+    assert response.json()["code"] == "signature_required"
+    assert "demo" not in response.json()["error"]
+
+
+def test_it_refuses_to_sign_with_the_demo_keystore_unasked(member_admin, applicant):
+    response = api_client(member_admin).post(_sponsor_url(applicant), {}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "signature_required"
+    assert "demo_keystore: true" in response.json()["error"]
+    assert not Proposal.objects.exists()
+
+
+def test_it_refuses_the_demo_keystore_where_demo_keystores_are_off(
+    member_admin, applicant, settings
+):
+    settings.DEMO_KEYSTORES = False
+
+    response = api_client(member_admin).post(
+        _sponsor_url(applicant), {"demo_keystore": True}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "demo_keystores_disabled"
+    assert not Proposal.objects.exists()
 
 
 def test_it_refuses_a_clinician_to_sponsor(clinician, applicant):

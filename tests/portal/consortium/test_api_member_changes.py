@@ -56,7 +56,9 @@ def test_it_opens_a_rotation_with_the_demo_keystore_and_the_vote_moves_the_addre
     member_admin, consortium, northside
 ):
     response = api_client(member_admin).post(
-        _url(northside, "rotation/"), {"new_governance": NEW_ADDRESS}, format="json"
+        _url(northside, "rotation/"),
+        {"new_governance": NEW_ADDRESS, "demo_keystore": True},
+        format="json",
     )
 
     assert response.status_code == 201, response.json()
@@ -85,7 +87,9 @@ def test_it_gives_the_rotation_typed_data(member_admin, northside):
 def test_it_refuses_a_second_removal_while_one_is_pending(member_admin, consortium, northside):
     services.removal_propose(proposer=_founder(consortium, 1), member=northside)
 
-    response = api_client(member_admin).post(_url(northside, "removal/"), {}, format="json")
+    response = api_client(member_admin).post(
+        _url(northside, "removal/"), {"demo_keystore": True}, format="json"
+    )
 
     assert response.status_code == 400
     assert "Northside Clinic already has a removal proposal open" in response.json()["error"]
@@ -93,7 +97,9 @@ def test_it_refuses_a_second_removal_while_one_is_pending(member_admin, consorti
 
 def test_it_refuses_a_rotation_to_an_address_in_use(member_admin, consortium, northside):
     response = api_client(member_admin).post(
-        _url(northside, "rotation/"), {"new_governance": consortium[0].address}, format="json"
+        _url(northside, "rotation/"),
+        {"new_governance": consortium[0].address, "demo_keystore": True},
+        format="json",
     )
 
     assert response.status_code == 400

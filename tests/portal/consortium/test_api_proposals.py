@@ -57,7 +57,10 @@ def test_it_lists_proposals_with_their_tallies(member_admin, proposal):
 
 
 def test_it_shows_a_proposal_with_its_votes(member_admin, proposal):
-    api_client(member_admin).post(_url(proposal, "vote/"), {"support": True}, format="json")
+    voted = api_client(member_admin).post(
+        _url(proposal, "vote/"), {"support": True, "demo_keystore": True}, format="json"
+    )
+    assert voted.status_code == 200, voted.json()
 
     response = api_client(member_admin).get(_url(proposal))
 
@@ -159,9 +162,12 @@ def test_it_refuses_a_signature_for_the_other_choice(member_admin, proposal, con
 
 def test_it_refuses_a_double_vote(member_admin, proposal):
     client = api_client(member_admin)
-    assert client.post(_url(proposal, "vote/"), {"support": True}).status_code == 200
+    assert (
+        client.post(_url(proposal, "vote/"), {"support": True, "demo_keystore": True}).status_code
+        == 200
+    )
 
-    response = client.post(_url(proposal, "vote/"), {"support": False})
+    response = client.post(_url(proposal, "vote/"), {"support": False, "demo_keystore": True})
 
     assert response.status_code == 400
     assert "St. Mary's Hospital has already voted" in response.json()["error"]
@@ -170,10 +176,13 @@ def test_it_refuses_a_double_vote(member_admin, proposal):
 
 
 def test_it_refuses_a_vote_on_a_decided_proposal(member_admin, second_admin, third_admin, proposal):
-    api_client(member_admin).post(_url(proposal, "vote/"), {"support": True})
-    api_client(second_admin).post(_url(proposal, "vote/"), {"support": True})
+    demo_yes = {"support": True, "demo_keystore": True}
+    assert api_client(member_admin).post(_url(proposal, "vote/"), demo_yes).status_code == 200
+    assert api_client(second_admin).post(_url(proposal, "vote/"), demo_yes).status_code == 200
 
-    response = api_client(third_admin).post(_url(proposal, "vote/"), {"support": False})
+    response = api_client(third_admin).post(
+        _url(proposal, "vote/"), {"support": False, "demo_keystore": True}
+    )
 
     assert response.status_code == 400
     assert "is no longer open" in response.json()["error"]
@@ -210,8 +219,9 @@ def test_it_refuses_to_finalize_before_the_deadline(member_admin, proposal):
 
 
 def test_it_refuses_to_finalize_a_decided_proposal(member_admin, second_admin, proposal):
-    api_client(member_admin).post(_url(proposal, "vote/"), {"support": True})
-    api_client(second_admin).post(_url(proposal, "vote/"), {"support": True})
+    demo_yes = {"support": True, "demo_keystore": True}
+    assert api_client(member_admin).post(_url(proposal, "vote/"), demo_yes).status_code == 200
+    assert api_client(second_admin).post(_url(proposal, "vote/"), demo_yes).status_code == 200
 
     response = api_client(member_admin).post(_url(proposal, "finalize/"))
 
@@ -235,7 +245,8 @@ def test_it_answers_an_unknown_proposal_with_a_json_404(member_admin, consortium
 def test_it_finalizes_a_proposal_whose_deadline_passed(
     member_admin, proposal, chain_client, monkeypatch
 ):
-    api_client(member_admin).post(_url(proposal, "vote/"), {"support": True})
+    demo_yes = {"support": True, "demo_keystore": True}
+    assert api_client(member_admin).post(_url(proposal, "vote/"), demo_yes).status_code == 200
     proposal.refresh_from_db()
     later = proposal.deadline + timedelta(seconds=5)
     chain_client.w3.provider.ethereum_tester.time_travel(int(later.timestamp()))

@@ -31,6 +31,8 @@ def _routes(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Itera
 
 
 def _fill(route: str) -> str:
+    if route.startswith("^"):  # a catch-all (the API's JSON 404): any path under it
+        route = route.strip("^$") + "no-such-route/"
     path = route
     for converter, sample in SAMPLES.items():
         while f"<{converter}:" in path:

@@ -64,3 +64,42 @@ def test_it_marks_the_public_routes_as_needing_no_login(db):
 
 def test_it_serves_the_browsable_docs(db):
     assert APIClient().get("/api/docs/").status_code == 200
+
+
+def _schema() -> dict:
+    return APIClient().get("/api/schema/", {"format": "json"}).json()
+
+
+def test_it_documents_the_error_answers_of_each_route(db):
+    paths = _schema()["paths"]
+
+    withdraw = paths["/api/v1/datasets/{dataset_id}/withdraw/"]["post"]["responses"]
+    assert set(withdraw) == {"200", "400", "401", "403", "404", "409", "415", "503"}
+    apply = paths["/api/v1/applications/"]["post"]["responses"]
+    assert {"400", "415", "429", "503"} <= set(apply)
+    assert "401" not in apply and "403" not in apply
+    members = paths["/api/v1/members/"]["get"]["responses"]
+    assert set(members) == {"200", "401", "403"}
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                if code.startswith(("4", "5")) and not path.endswith(("/health/", "/health")):
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref == "#/components/schemas/Error", (method, path, code)
+                    assert response["description"], (method, path, code)
+
+
+def test_it_publishes_the_patterns_and_lengths_the_inputs_enforce(db):
+    schemas = _schema()["components"]["schemas"]
+
+    submit = schemas["ApplicationSubmitInput"]["properties"]
+    assert submit["governance_address"]["pattern"] == "^0x[0-9a-fA-F]{40}$"
+    assert submit["data_public_key"]["maxLength"] == 66
+    assert submit["signature"]["pattern"] == "^(0x)?[0-9a-fA-F]{130}$"
+    assert submit["admin_username"]["maxLength"] == 150
+    withdraw = schemas["DatasetWithdrawInput"]["properties"]
+    assert withdraw["signature"]["pattern"] == "^((0x)?[0-9a-fA-F]{130})?$"
+    assert "demo_keystore" in withdraw["signature"]["description"]
+    assert withdraw["demo_keystore"]["type"] == "boolean"
+    grant = schemas["DatasetGrantAddInput"]["properties"]
+    assert grant["wrapped_key"]["pattern"] == "^0x[0-9a-fA-F]{184}$"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from datasets_api_helpers import NODE_PASSWORD
+from datasets_api_helpers import NODE_PASSWORD, pinned_record
 from eth_account import Account
 from rest_framework.test import APIClient
 
@@ -123,3 +123,14 @@ def steward(consortium, mary) -> Steward:
         role=Staff.Role.STEWARD,
     ).user
     return Steward(user=user, key=key, address=address)
+
+
+@pytest.fixture
+def steward_chain(datasets_chain, chain_client, settings, tmp_path: Path, monkeypatch):
+    """The steward's own chain connection (the in-process chain) and pinned deployment record."""
+    from portal.datasets.management.commands.upload_dataset import RPC_ENV, Command
+
+    monkeypatch.setattr(Command, "chain_factory", staticmethod(lambda url: chain_client))
+    monkeypatch.setenv(RPC_ENV, "http://steward-own-rpc.invalid")
+    settings.CHAIN_DEPLOYMENT_RECORD = tmp_path / "chain-deployment.json"
+    pinned_record(chain_client).write(settings.CHAIN_DEPLOYMENT_RECORD)

@@ -24,6 +24,9 @@ from training.annotations import parse_annotations
 
 pytestmark = pytest.mark.django_db
 
+# The owner asks the demo keystores to sign (a request without a signature is refused).
+DEMO = {"demo_keystore": True}
+
 
 @pytest.fixture
 def anchored(datasets_chain, member_admin, node, package, tmp_path, api_as):
@@ -134,8 +137,8 @@ def test_withdrawal_stops_releases(anchored, node, member_admin, second_admin, a
     assert api.get(chunk).status_code == 200
 
     withdraw = f"/api/v1/datasets/{anchored['id']}/withdraw/"
-    assert_json_error(api_as(second_admin).post(withdraw, {}), 403, "St. Mary")
-    response = api_as(member_admin).post(withdraw, {})
+    assert_json_error(api_as(second_admin).post(withdraw, DEMO), 403, "St. Mary")
+    response = api_as(member_admin).post(withdraw, DEMO)
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "withdrawn"
 
@@ -175,7 +178,7 @@ def test_revoking_a_grant_stops_releases_to_that_node(
     manifest = f"/api/v1/datasets/{anchored['id']}/node/manifest/"
     assert api.get(manifest).status_code == 200
     owner = api_as(member_admin)
-    response = owner.post(f"/api/v1/datasets/{anchored['id']}/grants/{node.node_id}/revoke/", {})
+    response = owner.post(f"/api/v1/datasets/{anchored['id']}/grants/{node.node_id}/revoke/", DEMO)
     assert response.status_code == 200, response.content
     assert not datasets_chain.grant_of(anchored["chain_id"], node.node_id).active
     assert_json_error(api.get(manifest), 403, "no active grant")
@@ -189,7 +192,7 @@ def test_it_grants_another_members_node_later_as_a_cross_member_grant(
     owner = api_as(member_admin)
     response = owner.post(
         f"/api/v1/datasets/{anchored['id']}/grants/add/",
-        grant_entry(package, other_node),
+        {**grant_entry(package, other_node), **DEMO},
         format="json",
     )
     assert response.status_code == 201, response.content

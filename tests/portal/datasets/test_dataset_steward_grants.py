@@ -105,6 +105,27 @@ def test_a_steward_upload_refuses_an_unsigned_grant_to_another_members_node(
         grants,
         signer=steward.address,
         signature=sign(steward.key, typed["manifest"]),
+        demo_keystore=False,
+    )
+    assert_json_error(response, 400, f"grant to {other_node.node_id}", "signature is required")
+    assert not Dataset.objects.exists()
+
+
+def test_a_steward_upload_refuses_another_members_grant_signed_by_the_steward(
+    datasets_chain, steward, node, other_node, package, api_as
+):
+    api = api_as(steward.user)
+    grants = [grant_entry(package, node), grant_entry(package, other_node)]
+    typed = _typed(api, package, steward, grants)
+    grants[0]["signature"] = sign(steward.key, typed["grants"][0])
+    grants[1]["signature"] = sign(steward.key, typed["grants"][1])  # not the governance key
+    response = create_upload(
+        api,
+        package,
+        grants,
+        signer=steward.address,
+        signature=sign(steward.key, typed["manifest"]),
+        demo_keystore=False,
     )
     assert_json_error(
         response, 400, "City General", "governance key", "leave it out", "grants/add/"

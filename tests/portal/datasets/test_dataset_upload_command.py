@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from datasets_api_helpers import DjangoTestAdapter, pinned_record
+from datasets_api_helpers import DjangoTestAdapter
 from django.core.management import CommandError, call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -44,12 +44,8 @@ def _session(adapter):
 
 
 @pytest.fixture(autouse=True)
-def own_chain(datasets_chain, chain_client, settings, tmp_path: Path, monkeypatch):
-    """The steward's own chain connection (the in-process chain) and pinned deployment record."""
-    monkeypatch.setattr(Command, "chain_factory", staticmethod(lambda url: chain_client))
-    monkeypatch.setenv(RPC_ENV, "http://steward-own-rpc.invalid")
-    settings.CHAIN_DEPLOYMENT_RECORD = tmp_path / "chain-deployment.json"
-    pinned_record(chain_client).write(settings.CHAIN_DEPLOYMENT_RECORD)
+def own_chain(steward_chain):
+    """Every upload here reads node keys over the steward's own chain connection."""
 
 
 @pytest.fixture

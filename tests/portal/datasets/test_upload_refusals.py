@@ -11,7 +11,13 @@ from django.core.management import CommandError, call_command
 from chain.keystore import write_keystore
 from training.phantoms import write_ct_dataset
 
-NODE = "0x" + "11" * 32 + "=0x" + "22" * 32  # --node: packaging starts without asking the portal
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def node_option(steward_chain, node) -> str:
+    """--node for a node the chain registers: packaging starts without asking the portal."""
+    return f"{node.node_id}={node.data_public_key}"
 
 
 @pytest.fixture
@@ -22,7 +28,7 @@ def keystore(tmp_path: Path) -> Path:
     return path
 
 
-def _upload(source: Path, keystore: Path, tmp_path: Path, **options: object) -> str:
+def _upload(source: Path, keystore: Path, node: str, tmp_path: Path, **options: object) -> str:
     stderr = io.StringIO()
     with pytest.raises(CommandError) as failed:
         call_command(
@@ -32,7 +38,7 @@ def _upload(source: Path, keystore: Path, tmp_path: Path, **options: object) -> 
             token="t",
             keystore=str(keystore),
             password_file=str(tmp_path / "pw"),
-            node=[NODE],
+            node=[node],
             work_dir=str(tmp_path / "work"),
             no_progress=True,
             stderr=stderr,
@@ -43,12 +49,12 @@ def _upload(source: Path, keystore: Path, tmp_path: Path, **options: object) -> 
     return stderr.getvalue()
 
 
-def test_it_prints_one_line_per_refused_file(tmp_path, keystore):
+def test_it_prints_one_line_per_refused_file(tmp_path, keystore, node_option):
     source = tmp_path / "source"
     write_ct_dataset(source, profile="hospital-a", count=2, seed=0, rows=16, cols=16)
     (source / "bomb.dcm").write_bytes(bytes(128) + b"DICM" + b"\xff" * 64)
     (source / "notes.txt").write_text("Patient: Jane Doe")
-    lines = _upload(source, keystore, tmp_path).strip().splitlines()
+    lines = _upload(source, keystore, node_option, tmp_path).strip().splitlines()
     assert lines == [
         "refused bomb.dcm: no Transfer Syntax UID in the File Meta Information",
         "refused notes.txt: not a DICOM Part 10 file: no 128-byte preamble and 'DICM' prefix",
@@ -57,9 +63,10 @@ def test_it_prints_one_line_per_refused_file(tmp_path, keystore):
     assert not [p for p in (tmp_path / "work").iterdir() if ".partial-" in p.name]
 
 
-def test_it_takes_the_size_cap_from_the_flag(tmp_path, keystore):
+def test_it_takes_the_size_cap_from_the_flag(tmp_path, keystore, node_option):
     source = tmp_path / "source"
     write_ct_dataset(source, profile="hospital-a", count=2, seed=0, rows=16, cols=16)
-    lines = _upload(source, keystore, tmp_path, max_file_bytes=1024).strip().splitlines()
+    lines = _upload(source, keystore, node_option, tmp_path, max_file_bytes=1024)
+    lines = lines.strip().splitlines()
     assert len(lines) == 2
     assert all("more than the per-file cap of 1.0 KiB" in line for line in lines)

@@ -63,7 +63,8 @@ def test_it_refuses_the_outsider_and_anonymous(outsider, node, api_as):
 def test_it_registers_a_node_signed_by_the_demo_keystore(member_admin, node_keys, api_as):
     from portal.nodes.models import Node
 
-    response = api_as(member_admin).post(REGISTER, _registration(node_keys), format="json")
+    payload = {**_registration(node_keys), "demo_keystore": True}
+    response = api_as(member_admin).post(REGISTER, payload, format="json")
     assert response.status_code == 201, response.content
     node = Node.objects.get(node_id=node_keys.identity.node_id)
     assert node.signer_address == node_keys.identity.signer_address
