@@ -12,15 +12,28 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: all deps demo soak test lint bench contracts clean static
+.PHONY: all deps demo soak test lint bench contracts clean static lock
 
 all: deps
 
-# torch/torchvision resolve to the machine's local wheels through pip's configured constraint.
-$(STAMP): pyproject.toml
+# Every package, transitive ones included, comes from requirements.lock with its hashes
+# (torch/torchvision from the machine's local wheels); the project itself is installed
+# without its dependencies and without a build environment pip would fetch unchecked.
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) scripts/check-lock.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# Regenerate requirements.lock after changing a dependency in pyproject.toml.
+LOCK_VENV := var/lock-venv
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || ($(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/pip install --quiet pip-tools==7.6.2)
+	$(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --extra dev \
+		--strip-extras --no-emit-index-url --no-emit-find-links \
+		-o requirements.lock pyproject.toml
 
 $(CONTRACTS_STAMP): contracts/package.json $(wildcard contracts/package-lock.json)
 	npm ci --prefix contracts --no-audit --no-fund --loglevel=error

@@ -72,6 +72,16 @@ function pydicomVersion() {
   }
 }
 
+// The hashes requirements.lock accepts for pydicom==version: the wheel the browser runs
+// passes the same check as the one the CLI's venv installed.
+function lockedHashes(name, version) {
+  const lock = fs.readFileSync(path.join(ROOT, "requirements.lock"), "utf8");
+  const start = lock.search(new RegExp(`^${name}==${version.replace(/\./g, "\\.")} `, "m"));
+  if (start < 0) fail(`requirements.lock does not pin ${name}==${version}`);
+  const block = lock.slice(start).split(/\n(?=\S)/)[0];
+  return new Set([...block.matchAll(/--hash=sha256:([0-9a-f]{64})/g)].map((m) => m[1]));
+}
+
 function pydicomWheel(version) {
   const dir = path.join(VENDOR, "wheels");
   const name = `pydicom-${version}-py3-none-any.whl`;
@@ -88,6 +98,11 @@ function pydicomWheel(version) {
   }
   for (const stale of fs.readdirSync(dir)) {
     if (stale.startsWith("pydicom-") && stale !== name) fs.rmSync(path.join(dir, stale));
+  }
+  const digest = sha256(target);
+  if (!lockedHashes("pydicom", version).has(digest)) {
+    fs.rmSync(target);
+    fail(`${name} has sha256 ${digest}, which requirements.lock does not list: removed it`);
   }
   return name;
 }
