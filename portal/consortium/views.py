@@ -155,8 +155,8 @@ class PortalLoginView(LoginView):
         if locked is None:
             return super().post(request, *args, **kwargs)
         form = self.get_form_class()(request, initial={"username": username})
-        form.add_error(None, locked)
-        return self.render_to_response(self.get_context_data(form=form), status=429)
+        context = self.get_context_data(form=form, locked=locked)
+        return self.render_to_response(context, status=429)
 
     def form_valid(self, form: Any) -> HttpResponse:
         user = form.get_user()

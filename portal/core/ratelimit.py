@@ -7,6 +7,7 @@ files under var/ in the embedded stack), so a limit holds across processes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from django.core.cache import cache
 from django.http import HttpRequest
@@ -19,8 +20,12 @@ def client_address(request: HttpRequest) -> str:
     return str(BaseThrottle().get_ident(request))  # type: ignore[arg-type]
 
 
+#: Seconds since the epoch; a test moves it past a window's end instead of sleeping.
+clock: Callable[[], float] = time.time
+
+
 def _bucket(key: str, seconds: int) -> tuple[str, int]:
-    now = int(time.time())
+    now = int(clock())
     return f"{key}:{now // seconds}", seconds - now % seconds
 
 
