@@ -191,6 +191,7 @@ REDIS_URL = secret("REDIS_URL", default="") or ""
 # each process counts on its own. Production: Redis. Embedded: files under var/, which the
 # web and worker processes share on one machine without a table to create or a write on the
 # SQLite database (whose one writer lock the web and the worker already contend for).
+CACHES: dict[str, dict[str, object]]
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from rest_framework import status
@@ -23,7 +23,7 @@ from portal.core.ratelimit import client_address, window_clear, window_count, wi
 
 
 class SignInLocked(ServiceError):
-    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS  # type: ignore[assignment]
 
 
 def _account_key(username: str) -> str:
@@ -78,21 +78,21 @@ class LockoutModelBackend(ModelBackend):
     check first as well, to say why in words.
     """
 
-    def authenticate(
+    def authenticate(  # type: ignore[override]  # the stubs of the two bases disagree
         self,
         request: HttpRequest | None,
         username: str | None = None,
         password: str | None = None,
         **kwargs: Any,
-    ) -> AbstractBaseUser | None:
-        if request is None or username is None:
-            return super().authenticate(request, username=username, password=password, **kwargs)
+    ) -> User | None:
+        if request is None or not username:
+            return super().authenticate(request, username, password, **kwargs)
         address = client_address(request)
         try:
             signin_check(username=username, address=address)
         except SignInLocked as exc:
             raise PermissionDenied(exc.message) from exc
-        user = super().authenticate(request, username=username, password=password, **kwargs)
+        user = super().authenticate(request, username, password, **kwargs)
         if user is None:
             signin_failed(username=username, address=address)
         return user

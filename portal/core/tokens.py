@@ -11,7 +11,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -32,9 +32,7 @@ def _days(kind: str) -> int:
 
 
 @transaction.atomic
-def api_token_issue(
-    *, user: AbstractBaseUser, kind: str = ApiToken.Kind.PERSON
-) -> tuple[ApiToken, str]:
+def api_token_issue(*, user: User, kind: str = ApiToken.Kind.PERSON) -> tuple[ApiToken, str]:
     """A new token for ``user``; the key is returned once and never stored."""
     key = "mc_" + secrets.token_urlsafe(32)
     now = timezone.now()
@@ -60,9 +58,11 @@ def api_token_revoke_all(*, user_id: int) -> int:
     return deleted
 
 
-def api_token_list(*, viewer: AbstractBaseUser) -> QuerySet[ApiToken]:
+def api_token_list(*, viewer: User | AnonymousUser) -> QuerySet[ApiToken]:
     """The viewer's own tokens, newest first (a token is only ever its holder's to see)."""
-    return ApiToken.objects.filter(user_id=viewer.pk).order_by("-created")
+    if not viewer.is_authenticated:
+        return ApiToken.objects.none()
+    return ApiToken.objects.filter(user=viewer).order_by("-created")
 
 
 def api_token_authenticate(*, key: str) -> ApiToken | None:
