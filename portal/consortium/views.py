@@ -40,6 +40,7 @@ from portal.core import chain as portal_chain
 from portal.core.apis import ServiceError
 from portal.core.ratelimit import client_address
 from portal.core.signin import SignInLocked, signin_check, signin_failed, signin_succeeded
+from portal.core.tokens import api_token_list, api_token_revoke
 
 P = ParamSpec("P")
 View = Callable[Concatenate[HttpRequest, P], HttpResponse]
@@ -239,6 +240,24 @@ def two_factor(request: HttpRequest) -> HttpResponse:
             title="QR code for your authenticator app",
         )
     return render(request, "consortium/two_factor.html", context, status=429 if locked else 200)
+
+
+# --- API tokens ---------------------------------------------------------------------------
+
+
+@login_required
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    """The signed-in person's API tokens (never their keys); any of them can be revoked."""
+    tokens = api_token_list(viewer=request.user)
+    if request.method == "POST":
+        token = tokens.filter(pk=request.POST.get("revoke") or 0).first()
+        if token is None:
+            messages.error(request, "That token is not one of yours, or is already revoked.")
+        else:
+            api_token_revoke(token=token)
+            messages.success(request, f"Token {token.prefix}… is revoked: it no longer works.")
+        return redirect("api_tokens")
+    return render(request, "consortium/api_tokens.html", {"section": "tokens", "tokens": tokens})
 
 
 # --- Dashboard ----------------------------------------------------------------------------
@@ -725,7 +744,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         except REFUSALS as exc:
             messages.error(request, refusal_message(exc))
         else:
-            login(request, created.user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, created.user, backend=settings.AUTHENTICATION_BACKENDS[0])
             messages.success(request, f"Welcome to {created.member.name}.")
             return redirect("dashboard")
     return render(
