@@ -133,3 +133,13 @@ def test_it_counts_wrong_codes_on_the_two_factor_page(member_admin):
     assert response.status_code == 429
     assert "Too many failed sign-ins for this account" in response.content.decode()
     assert client.get("/members/").status_code == 302  # still sent to the two-factor page
+
+
+def test_it_refuses_all_but_10_of_70_guesses_at_the_default_limits(clinician, settings):
+    settings.SIGNIN_MAX_FAILURES_PER_ACCOUNT = 10  # the default
+    settings.SIGNIN_MAX_FAILURES_PER_ADDRESS = 50
+
+    statuses = [_login("mary-clinician", f"guess-{n}").status_code for n in range(70)]
+
+    assert statuses[:10] == [200] * 10
+    assert statuses[10:] == [429] * 60
