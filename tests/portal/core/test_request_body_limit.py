@@ -54,3 +54,21 @@ def test_it_leaves_the_chunk_route_to_its_own_cap(settings):
 
     # Past the middleware: the view's own checks answer (here: who is asking).
     assert response.status_code in (401, 403)
+
+
+def test_it_lets_a_large_datasets_manifest_through_to_the_upload_route(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    settings.DATASET_MAX_BYTES = 10 * 1024 * 1024  # a manifest of 11 chunks at most
+    manifest = {"chunks": [{"index": i, "sha256": "0" * 64, "size": 1} for i in range(11)]}
+    body = json.dumps({"manifest": manifest})
+    assert len(body) > 100
+
+    response = APIClient().generic(
+        "POST", "/api/v1/datasets/uploads/", body, content_type="application/json"
+    )
+    oversized = APIClient().generic(
+        "POST", "/api/v1/datasets/uploads/", "x" * 4000, content_type="application/json"
+    )
+
+    assert response.status_code in (401, 403)  # past the cap: the view asks who is asking
+    assert oversized.status_code == 413
