@@ -57,7 +57,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_otp",
@@ -80,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # Before anything reads a body (CSRF reads forms): an oversized one is refused unread.
+    "portal.core.middleware.RequestBodyLimitMiddleware",
     "portal.consortium.middleware.AdminTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -146,12 +147,26 @@ if ROLE == "node":
     DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Every password check, the admin's sign-in included, goes through the lockout first.
+AUTHENTICATION_BACKENDS = ["portal.core.signin.LockoutModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 # Signed-in sessions end after this long (a working day by default), not Django's two weeks.
 SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_SECONDS", default=8 * 3600)
+# Sign-in lockout (portal/core/signin.py): this many failed passwords or two-factor codes in
+# one window lock the account, and separately the client address, until the window ends.
+SIGNIN_MAX_FAILURES_PER_ACCOUNT = env.int("SIGNIN_MAX_FAILURES_PER_ACCOUNT", default=10)
+SIGNIN_MAX_FAILURES_PER_ADDRESS = env.int("SIGNIN_MAX_FAILURES_PER_ADDRESS", default=50)
+SIGNIN_LOCKOUT_SECONDS = env.int("SIGNIN_LOCKOUT_SECONDS", default=15 * 60)
+# API tokens expire this many days after they are issued; a node's token lives longer, since
+# a person must carry a new one to the node's machine.
+API_TOKEN_DAYS = env.int("API_TOKEN_DAYS", default=30)
+NODE_TOKEN_DAYS = env.int("NODE_TOKEN_DAYS", default=90)
+# The most bytes a request body may have; the chunk-upload route has its own cap
+# (DATASET_MAX_CHUNK_BYTES) and reads its body as a stream.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("REQUEST_MAX_BYTES", default=1024 * 1024)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -172,6 +187,28 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 MEDIA_ROOT = VAR_DIR / "media"
 
 REDIS_URL = secret("REDIS_URL", default="") or ""
+# Throttle, lockout and relay counters must be shared by every web and worker process, or
+# each process counts on its own. Production: Redis. Embedded: files under var/, which the
+# web and worker processes share on one machine without a table to create or a write on the
+# SQLite database (whose one writer lock the web and the worker already contend for).
+CACHES: dict[str, dict[str, object]]
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "medchain",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+            # Past this many files it deletes a third at random: keep live counters clear of it.
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
+    }
 S3_BUCKET = env.str("S3_BUCKET", default="")
 if S3_BUCKET:
     _s3_options = {
@@ -276,7 +313,7 @@ DATASET_GRANT_CHECK_SECONDS = env.int("DATASET_GRANT_CHECK_SECONDS", default=10)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "portal.core.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -284,6 +321,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "portal.core.apis.exception_handler",
     # /health is polled by load balancers: enough for one every second, not for a flood.
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "health": env.str("HEALTH_RATE", "120/min")},
+    # How many reverse proxies of our own stand in front of the portal: the client address is
+    # the one the last of them saw. 0 ignores X-Forwarded-For, which any client can write.
+    "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MedChain API",

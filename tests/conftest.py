@@ -6,6 +6,7 @@ production-stack tests in tests/e2e use a real anvil node instead.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +48,15 @@ def make_founders() -> list[Founder]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    """Throttle and relay counters start at zero in every test."""
-    from django.core.cache import cache
-
-    cache.clear()
+def _fresh_cache(settings) -> Iterator[None]:
+    """Throttle, lockout and relay counters start at zero in every test: each test gets a
+    cache of its own in memory, never the shared one under var/ or in Redis."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-{uuid.uuid4()}",
+        }
+    }
     yield
 
 

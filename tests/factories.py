@@ -6,9 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import factory
-import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
@@ -160,12 +158,6 @@ def verified_login(client: Client, user: Any) -> TOTPDevice:
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
     return device
-
-
-@pytest.fixture
-def fresh_throttle() -> None:
-    """Anonymous routes are rate limited per address; each test starts with a clean count."""
-    cache.clear()
 
 
 def wallet_sign(key: str, typed_data: dict[str, Any]) -> str:

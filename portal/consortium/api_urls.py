@@ -6,6 +6,8 @@ from portal.consortium import apis
 
 urlpatterns = [
     path("auth/token/", apis.TokenObtainApi.as_view(), name="api-token"),
+    path("auth/tokens/", apis.TokenListApi.as_view(), name="api-token-list"),
+    path("auth/tokens/<int:token_id>/", apis.TokenRevokeApi.as_view(), name="api-token-revoke"),
     path("me/", apis.MeApi.as_view(), name="api-me"),
     path("members/", apis.MemberListApi.as_view(), name="api-member-list"),
     path("members/<int:member_id>/", apis.MemberDetailApi.as_view(), name="api-member-detail"),

@@ -18,7 +18,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -29,8 +28,12 @@ from rest_framework.views import APIView
 from portal.consortium import selectors, services
 from portal.consortium.models import Member, Proposal, Staff
 from portal.core.apis import ServiceError
+from portal.core.models import ApiToken
+from portal.core.ratelimit import client_address
 from portal.core.schema import errors as _errors
 from portal.core.serializers import SignedInputSerializer, hex_field, signature_field
+from portal.core.signin import signin_check, signin_failed, signin_succeeded
+from portal.core.tokens import api_token_issue, api_token_list, api_token_revoke
 
 
 class TypedDataSerializer(serializers.Serializer):
@@ -645,7 +648,11 @@ class UserSerializer(serializers.Serializer):
 
 
 class TokenObtainApi(PublicApi):
-    """An API token for a user; admins also give a current TOTP code."""
+    """A new API token for a user, shown once; admins also give a current TOTP code.
+
+    Each call issues another token (list and revoke them at /api/v1/auth/tokens/). Wrong
+    passwords and codes count towards the sign-in lockout, per account and per address.
+    """
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -663,45 +670,96 @@ class TokenObtainApi(PublicApi):
             ref_name = "TokenObtainInput"
 
     class OutputSerializer(serializers.Serializer):
-        token = serializers.CharField(help_text="send as `Authorization: Token <token>`")
+        id = serializers.IntegerField()
+        token = serializers.CharField(
+            help_text="send as `Authorization: Token <token>`; shown only this once"
+        )
+        expires = serializers.DateTimeField()
         user = UserSerializer()
 
         class Meta:
             ref_name = "TokenObtainOutput"
 
     @extend_schema(
-        tags=["auth"], request=InputSerializer, responses={200: OutputSerializer, **_errors(400)}
+        tags=["auth"],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **_errors(400, 429)},
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        username = data.validated_data["username"]
+        address = client_address(request._request)
+        signin_check(username=username, address=address)
         user = authenticate(
-            request._request,
-            username=data.validated_data["username"],
-            password=data.validated_data["password"],
+            request._request, username=username, password=data.validated_data["password"]
         )
         if user is None:
             raise ServiceError("the username or password is wrong", code="bad_credentials")
         if _needs_second_factor(user):
-            otp = data.validated_data.get("otp_token", "").strip()
-            if not user_has_device(user):
-                raise ServiceError(
-                    "admins need two-factor login: set up an authenticator app in the portal "
-                    "first, then ask for a token with its code",
-                    code="otp_not_set_up",
-                )
-            if not otp:
-                raise ServiceError(
-                    "admins must give the current code from their authenticator app as otp_token",
-                    code="otp_required",
-                )
-            if match_token(user, otp) is None:
-                raise ServiceError(
-                    "the two-factor code is wrong or already used: wait for the next one",
-                    code="otp_invalid",
-                )
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response(self.OutputSerializer({"token": token.key, "user": user}).data)
+            _check_second_factor(
+                user, data.validated_data.get("otp_token", "").strip(), address=address
+            )
+        signin_succeeded(username=username)
+        token, key = api_token_issue(user=user)
+        return Response(
+            self.OutputSerializer(
+                {"id": token.pk, "token": key, "expires": token.expires, "user": user}
+            ).data
+        )
+
+
+def _check_second_factor(user: AbstractBaseUser, otp: str, *, address: str) -> None:
+    if not user_has_device(user):
+        raise ServiceError(
+            "admins need two-factor login: set up an authenticator app in the portal "
+            "first, then ask for a token with its code",
+            code="otp_not_set_up",
+        )
+    if not otp:
+        raise ServiceError(
+            "admins must give the current code from their authenticator app as otp_token",
+            code="otp_required",
+        )
+    if match_token(user, otp) is None:
+        signin_failed(username=user.get_username(), address=address)
+        raise ServiceError(
+            "the two-factor code is wrong or already used: wait for the next one",
+            code="otp_invalid",
+        )
+
+
+class TokenOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    prefix = serializers.CharField(help_text="the key's first characters, to tell it apart")
+    kind = serializers.ChoiceField(choices=ApiToken.Kind.choices)
+    created = serializers.DateTimeField()
+    expires = serializers.DateTimeField()
+    last_used = serializers.DateTimeField(allow_null=True, help_text="to within five minutes")
+    current = serializers.SerializerMethodField(help_text="the token this request was sent with")
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_current(self, token: ApiToken) -> bool:
+        return bool(token.pk == self.context.get("current"))
+
+
+class TokenListApi(MemberApi):
+    """The caller's own API tokens (never their keys), newest first."""
+
+    @extend_schema(tags=["auth"], responses={200: TokenOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        current = request.auth.pk if isinstance(request.auth, ApiToken) else None
+        tokens = api_token_list(viewer=request.user)
+        return Response(TokenOutputSerializer(tokens, many=True, context={"current": current}).data)
+
+
+class TokenRevokeApi(MemberApi):
+    """Revoke one of the caller's API tokens; it stops working at once."""
+
+    @extend_schema(tags=["auth"], responses={204: None, **_errors(404)})
+    def delete(self, request: Request, token_id: int) -> Response:
+        api_token_revoke(token=get_object_or_404(api_token_list(viewer=request.user), pk=token_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MeApi(MemberApi):

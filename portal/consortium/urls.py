@@ -35,4 +35,5 @@ urlpatterns = [
     path("proposals/<int:number>/", views.proposal, name="proposal"),
     path("proposals/<int:number>/typed-data", views.vote_typed_data, name="vote_typed_data"),
     path("staff/", views.staff, name="staff"),
+    path("tokens/", views.api_tokens, name="api_tokens"),
 ]

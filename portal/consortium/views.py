@@ -34,9 +34,13 @@ from eth_utils import to_checksum_address
 
 from chain.errors import ChainUnavailable, ContractError
 from portal.consortium import selectors, services
+from portal.consortium.middleware import _needs_second_factor
 from portal.consortium.models import Member, Proposal, Role, Staff
 from portal.core import chain as portal_chain
 from portal.core.apis import ServiceError
+from portal.core.ratelimit import client_address
+from portal.core.signin import SignInLocked, signin_check, signin_failed, signin_succeeded
+from portal.core.tokens import api_token_list, api_token_revoke
 
 P = ParamSpec("P")
 View = Callable[Concatenate[HttpRequest, P], HttpResponse]
@@ -137,8 +141,37 @@ def member_required(view: View[P]) -> View[P]:
 
 
 class PortalLoginView(LoginView):
+    """Sign-in, refused in words while the account or the address is locked out.
+
+    The password check itself counts failures (portal/core/signin.py's backend); an account
+    that needs a second factor is forgiven its failures only once the code is verified.
+    """
+
     template_name = "registration/login.html"
     redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        username = request.POST.get("username", "")
+        locked = _lockout_message(request, username)
+        if locked is None:
+            return super().post(request, *args, **kwargs)
+        form = self.get_form_class()(request, initial={"username": username})
+        context = self.get_context_data(form=form, locked=locked)
+        return self.render_to_response(context, status=429)
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        user = form.get_user()
+        if not _needs_second_factor(user):
+            signin_succeeded(username=user.get_username())
+        return super().form_valid(form)
+
+
+def _lockout_message(request: HttpRequest, username: str) -> str | None:
+    try:
+        signin_check(username=username, address=client_address(request))
+    except SignInLocked as exc:
+        return exc.message[:1].upper() + exc.message[1:] + "."
+    return None
 
 
 class TokenForm(forms.Form):
@@ -176,16 +209,23 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         ).first() or TOTPDevice.objects.create(user=user, confirmed=False, name="Authenticator app")
     form = TokenForm(request.POST or None)
     allowed, _ = device.verify_is_allowed()
-    if request.method == "POST" and form.is_valid() and not allowed:
+    posted = request.method == "POST" and form.is_valid()
+    # Codes count towards the same lockout as passwords: the password alone is not enough.
+    locked = _lockout_message(request, user.get_username()) if posted else None
+    if locked:
+        messages.error(request, locked)
+    elif posted and not allowed:
         messages.error(request, "Too many wrong codes: wait a minute, then type the newest code.")
-    elif request.method == "POST" and form.is_valid():
+    elif posted:
         if device.verify_token(form.cleaned_data["token"].strip()):
             if not device.confirmed:
                 device.confirmed = True
                 device.save(update_fields=["confirmed"])
             otp_login(request, device)
+            signin_succeeded(username=user.get_username())
             messages.success(request, "Second factor verified.")
             return redirect(next_url)
+        signin_failed(username=user.get_username(), address=client_address(request))
         messages.error(
             request, "That code is not valid. Check your device's clock and type the newest code."
         )
@@ -199,7 +239,25 @@ def two_factor(request: HttpRequest) -> HttpResponse:
             light="#fff",
             title="QR code for your authenticator app",
         )
-    return render(request, "consortium/two_factor.html", context)
+    return render(request, "consortium/two_factor.html", context, status=429 if locked else 200)
+
+
+# --- API tokens ---------------------------------------------------------------------------
+
+
+@login_required
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    """The signed-in person's API tokens (never their keys); any of them can be revoked."""
+    tokens = api_token_list(viewer=request.user)
+    if request.method == "POST":
+        token = tokens.filter(pk=request.POST.get("revoke") or 0).first()
+        if token is None:
+            messages.error(request, "That token is not one of yours, or is already revoked.")
+        else:
+            api_token_revoke(token=token)
+            messages.success(request, f"Token {token.prefix}… is revoked: it no longer works.")
+        return redirect("api_tokens")
+    return render(request, "consortium/api_tokens.html", {"section": "tokens", "tokens": tokens})
 
 
 # --- Dashboard ----------------------------------------------------------------------------
@@ -686,7 +744,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         except REFUSALS as exc:
             messages.error(request, refusal_message(exc))
         else:
-            login(request, created.user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, created.user, backend=settings.AUTHENTICATION_BACKENDS[0])
             messages.success(request, f"Welcome to {created.member.name}.")
             return redirect("dashboard")
     return render(

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class ContractDeployment(models.Model):
@@ -65,3 +67,33 @@ class ChainEventRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} #{self.block_number}:{self.log_index}"
+
+
+class ApiToken(models.Model):
+    """An API token: only the SHA-256 of its key is kept, so a copy of the database holds
+    no usable token. The key is shown once, when issued; it stops working at `expires`."""
+
+    class Kind(models.TextChoices):
+        PERSON = "person", "person"
+        NODE = "node", "hospital node"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PERSON)
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12, help_text="the key's first characters, to tell it")
+    created = models.DateTimeField(default=timezone.now)
+    expires = models.DateTimeField()
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user}, until {self.expires:%Y-%m-%d})"
+
+    @property
+    def expired(self) -> bool:
+        return self.expires <= timezone.now()

@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from eth_keys.exceptions import BadSignature
 from eth_utils import is_address, to_checksum_address
 from rest_framework import status
@@ -17,6 +16,7 @@ from rest_framework import status
 from chain import eip712
 from portal.core import chain as portal_chain
 from portal.core.apis import ServiceError
+from portal.core.ratelimit import window_hit
 
 
 def parse_address(value: str, what: str = "address") -> str:
@@ -71,14 +71,7 @@ def relay_budget_spend(*, member_id: int, member_name: str) -> None:
     spending it for everyone. Counters live in the shared cache (a fixed hourly window).
     """
     limit = int(settings.RELAY_PER_HOUR)
-    window = int(time.time() // 3600)
-    key = f"relay:{member_id}:{window}"
-    cache.add(key, 0, timeout=3600)
-    try:
-        spent = cache.incr(key)
-    except ValueError:  # evicted between add and incr: start the window again
-        cache.set(key, 1, timeout=3600)
-        spent = 1
+    spent = window_hit(f"relay:{member_id}", seconds=3600)
     if spent > limit:
         minutes = 60 - int(time.time() % 3600 // 60)
         raise RelayRateLimited(

@@ -56,7 +56,7 @@ class NodeClient:
             body = {}
         if response.status_code == 401:
             raise PortalError(
-                "the portal refused this node's token: it was revoked or replaced; "
+                "the portal refused this node's token: it expired, or was revoked or replaced; "
                 "issue a new one and restart the node",
                 status=401,
                 code=str(body.get("code", "not_authenticated")),

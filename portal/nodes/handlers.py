@@ -4,13 +4,13 @@ chain, so delivering an event twice (or after a rewind) changes nothing."""
 from __future__ import annotations
 
 from eth_utils import to_checksum_address
-from rest_framework.authtoken.models import Token
 
 from chain.registry import ChainEvent
 from portal.consortium.handlers import member_mirror
 from portal.consortium.models import Member
 from portal.core import chain as portal_chain
 from portal.core.sync import handles
+from portal.core.tokens import api_token_revoke_all
 from portal.nodes.models import Node
 
 
@@ -41,7 +41,7 @@ def node_mirror(node_id: str, *, block: int = 0) -> Node | None:
         node.save(update_fields=["registered_block"])
     if not node.active and node.user_id is not None:
         # A revoked node's token stops working at once.
-        Token.objects.filter(user_id=node.user_id).delete()
+        api_token_revoke_all(user_id=node.user_id)
     return node
 
 

@@ -14,7 +14,6 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 from eth_utils import to_checksum_address
-from rest_framework.authtoken.models import Token
 
 from chain import eip712
 from chain.errors import ContractError
@@ -22,6 +21,7 @@ from portal.consortium.models import Member
 from portal.consortium.services import member_signature
 from portal.core import chain as portal_chain
 from portal.core.apis import ServiceError
+from portal.core.models import ApiToken
 from portal.core.signing import (
     chain_domain,
     parse_address,
@@ -30,6 +30,7 @@ from portal.core.signing import (
     recover_signer,
 )
 from portal.core.sync import chain_sync_run
+from portal.core.tokens import api_token_issue, api_token_revoke_all
 from portal.nodes.models import CheckInChallenge, Node
 
 _ZERO = "0x" + "0" * 40
@@ -91,6 +92,8 @@ def node_register(
 def node_token_issue(*, node: Node) -> str:
     """Give the node a service user and a fresh API token; any previous token stops working.
 
+    It expires after NODE_TOKEN_DAYS: the operator issues the next one the same way.
+
     The key is returned once, for the operator to put in the node's token file.
     """
     if not node.active:
@@ -102,8 +105,9 @@ def node_token_issue(*, node: Node) -> str:
         user.save()
         node.user = user
         node.save(update_fields=["user"])
-    Token.objects.filter(user=node.user).delete()
-    return Token.objects.create(user=node.user).key
+    api_token_revoke_all(user_id=node.user.pk)
+    _, key = api_token_issue(user=node.user, kind=ApiToken.Kind.NODE)
+    return key
 
 
 @transaction.atomic

@@ -9,12 +9,11 @@ from portal.consortium.models import Member, Proposal, Staff
 from tests.conftest import sign_application
 from tests.factories import (
     api_client,
-    fresh_throttle,  # noqa: F401  (fixture)
     other_applicant,
     wallet_sign,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
+pytestmark = pytest.mark.django_db
 
 TYPED = "/api/v1/applications/typed-data/"
 SUBMIT = "/api/v1/applications/"

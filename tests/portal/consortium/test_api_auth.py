@@ -7,12 +7,11 @@ from tests.factories import (
     SuperuserFactory,
     TOTPDeviceFactory,
     api_client,
-    fresh_throttle,  # noqa: F401  (fixture)
     totp_code,
     verified_login,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
+pytestmark = pytest.mark.django_db
 
 TOKEN = "/api/v1/auth/token/"
 

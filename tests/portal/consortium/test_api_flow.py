@@ -10,12 +10,11 @@ from portal.consortium.models import Member
 from tests.factories import (
     TOTPDeviceFactory,
     api_client,
-    fresh_throttle,  # noqa: F401  (fixture)
     totp_code,
     wallet_sign,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
+pytestmark = pytest.mark.django_db
 
 
 def _apply(keys) -> int:

@@ -9,10 +9,9 @@ from portal.consortium.models import Invitation, Staff
 from tests.factories import (
     InvitationFactory,
     api_client,
-    fresh_throttle,  # noqa: F401  (fixture)
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
+pytestmark = pytest.mark.django_db
 
 ACCEPT = "/api/v1/invitations/accept/"
 

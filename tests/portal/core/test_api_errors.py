@@ -10,9 +10,9 @@ from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from portal.core.apis import bad_request, server_error
-from tests.factories import api_client, fresh_throttle  # noqa: F401  (fixture)
+from tests.factories import api_client
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
+pytestmark = pytest.mark.django_db
 
 
 def _assert_json(response, status: int, code: str) -> dict:

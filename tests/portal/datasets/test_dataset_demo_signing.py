@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from datasets_api_helpers import UPLOADS, chunk_bytes, create_upload, grant_entry, put_chunk
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from portal.core.tokens import api_token_issue
 from portal.datasets.models import Dataset, Grant
 
 pytestmark = pytest.mark.django_db
@@ -52,9 +52,9 @@ def anchored(datasets_chain, member_admin, node, package, tmp_path, api_as) -> d
 
 
 def _token_client(user) -> APIClient:
-    token, _ = Token.objects.get_or_create(user=user)
+    _, key = api_token_issue(user=user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 
 

@@ -8,11 +8,11 @@ import pytest
 import requests
 from datasets_api_helpers import DjangoTestAdapter
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from chain import eip712
 from chain.keystore import write_keystore
+from portal.core.tokens import api_token_issue
 from portal.datasets.management.commands.upload_dataset import RPC_ENV, Command
 from portal.datasets.models import Dataset, Upload
 
@@ -53,7 +53,7 @@ def steward_files(consortium, member_admin, tmp_path: Path):
     keystore = tmp_path / "governance.json"
     write_keystore(keystore, consortium[0].key, "pw", kdf="pbkdf2", iterations=1024)
     (tmp_path / "pw").write_text("pw\n")
-    (tmp_path / "token").write_text(Token.objects.create(user=member_admin).key)
+    (tmp_path / "token").write_text(api_token_issue(user=member_admin)[1])
     return keystore
 
 
@@ -126,7 +126,7 @@ def _run_as_steward(
     keystore = tmp_path / "steward.json"
     write_keystore(keystore, steward.key, "pw", kdf="pbkdf2", iterations=1024)
     (tmp_path / "pw").write_text("pw\n")
-    (tmp_path / "steward-token").write_text(Token.objects.create(user=steward.user).key)
+    (tmp_path / "steward-token").write_text(api_token_issue(user=steward.user)[1])
     monkeypatch.setattr(Command, "session_factory", staticmethod(_session(DjangoTestAdapter())))
     out, err = io.StringIO(), io.StringIO()
     call_command(

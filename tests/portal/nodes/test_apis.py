@@ -110,11 +110,12 @@ def test_it_issues_a_node_token_once_per_request(member_admin, node, api_as):
     assert first.status_code == 201
     second = api_as(member_admin).post(_token_url(node.node_id))
     assert second.json()["token"] != first.json()["token"]
-    from rest_framework.authtoken.models import Token
+    from portal.core.models import ApiToken
+    from portal.core.tokens import key_hash
 
     node.refresh_from_db()
-    assert list(Token.objects.filter(user=node.user).values_list("key", flat=True)) == [
-        second.json()["token"]
+    assert list(ApiToken.objects.filter(user=node.user).values_list("key_hash", "kind")) == [
+        (key_hash(second.json()["token"]), "node")
     ]
 
 
@@ -196,9 +197,10 @@ def test_it_keeps_check_in_routes_for_node_tokens(member_admin, outsider, node, 
 
 def test_it_refuses_a_password_only_admin_session_a_node_token(member_admin, node, node_api):
     from django.test import Client
-    from rest_framework.authtoken.models import Token
 
-    before = Token.objects.get(user=node.user).key
+    from portal.core.models import ApiToken
+
+    before = ApiToken.objects.get(user=node.user).key_hash
     session = Client()
     session.force_login(member_admin)  # the password, never the TOTP code
 
@@ -206,4 +208,4 @@ def test_it_refuses_a_password_only_admin_session_a_node_token(member_admin, nod
 
     assert response.status_code == 403
     assert response.json()["code"] == "second_factor_required"
-    assert Token.objects.get(user=node.user).key == before
+    assert ApiToken.objects.get(user=node.user).key_hash == before
