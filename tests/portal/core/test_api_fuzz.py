@@ -2,9 +2,9 @@
 admin and as a training node: no answer is a server error, and every answer is one the
 schema documents (its status, content type and body).
 
-The requests go through Django's whole WSGI stack in-process (werkzeug's test client),
-so they share the test's database and in-process chain; through a socket, Django's test
-server adds some 40 ms to each answer, which would triple the run. Random ids only ever
+The requests go over HTTP to a live test server (pytest-django's `live_server`, in this
+process, so it shares the test's database and in-process chain), as an outside client's
+would. Random ids only ever
 find 404s, so the signed-in runs also fuzz each route with the ids of real objects (a
 member, an applicant's proposal, a committed dataset, its upload, a node, a staff row).
 Examples are few and derandomized: the run is short and the same every time.
@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from django.core.handlers.wsgi import WSGIHandler
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from rest_framework.throttling import AnonRateThrottle
@@ -34,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from portal.core.tokens import api_token_issue
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # the live server's thread sees the rows
 
 EXAMPLES = 5
 CHECKS = [
@@ -47,12 +46,12 @@ MODES = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGAT
 
 
 @pytest.fixture
-def api_schema(monkeypatch, datasets_chain) -> Any:
+def api_schema(monkeypatch, datasets_chain, live_server) -> Any:
     # The class reads its rates once at import; a fuzz run is thousands of anonymous calls.
     monkeypatch.setattr(
         AnonRateThrottle, "THROTTLE_RATES", {"anon": "1000000/min", "health": "1000000/min"}
     )
-    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", WSGIHandler())
+    return schemathesis.openapi.from_url(f"{live_server.url}/api/schema/?format=json")
 
 
 @pytest.fixture
