@@ -8,8 +8,9 @@ from django.http import HttpRequest
 
 def current_member(request: HttpRequest) -> dict[str, Any]:
     staff = getattr(request.user, "staff", None) if request.user.is_authenticated else None
+    # Prefixed so that a page's own "member" (the hospital it is about) never shadows the viewer's.
     return {
-        "staff": staff,
-        "member": staff.member if staff else None,
+        "viewer_staff": staff,
+        "viewer_member": staff.member if staff else None,
         "demo_keystores": settings.DEMO_KEYSTORES,
     }

@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from eth_account import Account
 
 from portal.consortium import services, views
@@ -80,6 +81,19 @@ def test_it_offers_removal_and_rotation_to_an_admin(admin_client, northside):
         page = admin_client.get(url).content.decode()
         assert "data-wallet-sign" in page
         assert "Sign with demo keystore" in page
+
+
+def test_the_header_names_the_viewers_own_hospital_on_another_members_pages(
+    admin_client, consortium, northside
+):
+    own = _founder(consortium, 0)
+    for name in ("removal", "rotation"):
+        page = admin_client.get(reverse(name, args=[northside.pk])).content.decode()
+        header = page.split("<header")[1].split("</header>")[0]
+
+        assert f"mary-admin · {escape(own.name)}" in header
+        assert escape(northside.name) not in header
+        assert escape(northside.name) in page.split('<main id="main"')[1]
 
 
 def test_it_offers_no_change_to_a_clinician(clinician, northside):
