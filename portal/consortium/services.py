@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
 from django.utils import timezone
 from eth_utils import keccak
@@ -392,6 +392,37 @@ def staff_create(
         raise ServiceError(f"the username {username!r} is taken")
     user = user_model.objects.create_user(username=username, email=email, password=password)
     return Staff.objects.create(user=user, member=member, role=role)
+
+
+GOVERNORS_GROUP = "Consortium governors"
+# The apps whose rows the governance admin shows; a governor may view them, never change them.
+GOVERNED_APPS = ("consortium", "core", "nodes", "datasets")
+
+
+@transaction.atomic
+def governor_create(*, username: str, password: str | None, email: str) -> AbstractBaseUser:
+    """A consortium governor: Django staff (so a TOTP second factor is required) who may view
+    every governance row in the admin and change none; not a superuser."""
+    user_model = get_user_model()
+    if user_model.objects.filter(username=username).exists():
+        raise ServiceError(f"the username {username!r} is taken")
+    user = user_model.objects.create_user(
+        username=username, email=email, password=password, is_staff=True
+    )
+    user.groups.add(governors_group_sync())
+    return user
+
+
+def governors_group_sync() -> Group:
+    """The governors' group with the view permission of every governed model, made if missing
+    and brought up to date (a model added later gains its view permission here)."""
+    group, _ = Group.objects.get_or_create(name=GOVERNORS_GROUP)
+    group.permissions.set(
+        Permission.objects.filter(
+            content_type__app_label__in=GOVERNED_APPS, codename__startswith="view_"
+        )
+    )
+    return group
 
 
 class NotAllowed(ServiceError):

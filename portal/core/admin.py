@@ -9,6 +9,10 @@ from django.http import HttpRequest
 
 from portal.core.models import ChainEventRecord, ChainSyncState, ContractDeployment
 
+admin.site.site_header = "MedChain governance"
+admin.site.site_title = "MedChain governance"
+admin.site.index_title = "What the chain decided, mirrored; view only"
+
 
 class ReadOnlyAdminMixin:
     """Written by the chain sync and deployment only."""

@@ -1,18 +1,16 @@
+"""Datasets for governors: what each member holds, its versions, grants and access log."""
+
 from __future__ import annotations
 
 from django.contrib import admin
 
+from portal.core.admin import ReadOnlyAdminMixin
 from portal.datasets.models import AccessLog, Dataset, DatasetVersion, Grant, Upload
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Mirror and log rows: the chain and the services write them, not the admin."""
-
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
-        return False
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Mirror and log rows: the chain and the services write them, not the admin (deleting one
+    would make the mirror disagree with the chain, or erase an access record)."""
 
 
 @admin.register(Dataset)

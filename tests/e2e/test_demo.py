@@ -12,6 +12,7 @@ plain SQL as an observer.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -28,6 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from django_otp.oath import totp
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -39,6 +41,8 @@ DECRYPTED = re.compile(
 )
 RESTARTED = re.compile(r"worker restarted \(pid (\d+)\) — its log: (\S+worker\.log)")
 STEWARD = ("mary-steward", "medchain-demo")
+GOVERNOR = ("governor", "medchain-demo")
+TOTP_SECRET = re.compile(r'<code id="totp-secret" class="secret">([A-Z2-7=]+)</code>')
 STATIC = ROOT / "portal" / "static"
 
 
@@ -173,6 +177,42 @@ def steward_session(base: str) -> requests.Session:
     return session
 
 
+def assert_governor_looks_through_the_admin(base: str) -> None:
+    """The printed governor login signs in at /admin/, sets up its authenticator from the
+    page's secret, sees the proposals and nodes, and may change nothing."""
+    session = requests.Session()
+    session.get(f"{base}admin/login/", timeout=30).raise_for_status()
+    setup = session.post(
+        f"{base}admin/login/?next=/admin/",
+        data={
+            "username": GOVERNOR[0],
+            "password": GOVERNOR[1],
+            "next": "/admin/",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        timeout=30,
+    )
+    assert "/accounts/two-factor/" in setup.url, setup.url
+    secret = TOTP_SECRET.search(setup.text)
+    assert secret, setup.text
+    code = f"{totp(base64.b32decode(secret.group(1))):06d}"
+    verified = session.post(
+        setup.url,
+        data={
+            "token": code,
+            "next": "/admin/",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        timeout=30,
+    )
+    assert verified.url == f"{base}admin/" and "MedChain governance" in verified.text
+    proposals = session.get(f"{base}admin/consortium/proposal/", timeout=30)
+    assert proposals.status_code == 200 and "Harbour Hospital" in proposals.text
+    nodes = session.get(f"{base}admin/nodes/node/", timeout=30)
+    assert nodes.status_code == 200 and "node 1" in nodes.text
+    assert session.get(f"{base}admin/consortium/member/add/", timeout=30).status_code == 403
+
+
 def assert_static_served_without_debug(base: str, browser: requests.Session) -> None:
     """Every file under portal/static (Pyodide included) through WhiteNoise; no debug page."""
     upload = browser.get(f"{base}datasets/upload/", timeout=30)
@@ -236,6 +276,7 @@ def test_it_shows_the_dataset_story_and_skips_the_upload_on_a_second_run(tmp_pat
         detail = browser.get(page, timeout=30)
         assert detail.status_code == 200 and tx in detail.text
         assert_static_served_without_debug(base, browser)
+        assert_governor_looks_through_the_admin(base)
         killed = pids["worker"]
         pids = kill_and_see_restart(demo, var)
     finally:

@@ -10,6 +10,7 @@ from tests.factories import (
     ActiveMemberFactory,
     ChainEventRecordFactory,
     ChainSyncStateFactory,
+    InvitationFactory,
     MemberFactory,
     ProposalFactory,
     StaffFactory,
@@ -167,3 +168,122 @@ def test_it_sends_a_governor_without_a_second_factor_away(db):
 
     assert response.status_code == 302
     assert "/admin/" not in response["Location"].split("?")[0]
+
+
+# --- The governor the demo creates: view permissions only, not a superuser -----------------
+
+
+@pytest.fixture
+def watched() -> dict[str, object]:
+    """One row of each governed kind, as the chain sync and the services would leave them."""
+    from portal.datasets.models import Dataset, DatasetVersion, Grant
+    from portal.nodes.models import Node
+
+    owner = ActiveMemberFactory(name="Harbour Hospital")
+    node = Node.objects.create(
+        member=owner,
+        node_id="0x" + "ab" * 32,
+        label="Harbour node 1",
+        signer_address="0x" + "11" * 20,
+        data_public_key="0x" + "22" * 33,
+    )
+    dataset = Dataset.objects.create(owner=owner, title="Harbour chest CT", modality="CT")
+    version = DatasetVersion.objects.create(
+        dataset=dataset,
+        number=1,
+        manifest={},
+        manifest_sha256="0x" + "33" * 32,
+        signature="0x" + "44" * 65,
+        signer_address="0x" + "55" * 20,
+        signature_nonce=0,
+        chunk_count=1,
+        ciphertext_size=1,
+        state=DatasetVersion.State.ANCHORED,
+    )
+    grant = Grant.objects.create(
+        version=version,
+        node=node,
+        wrapped_key="0x" + "66" * 92,
+        grant_hash="0x" + "77" * 32,
+        signature="0x" + "88" * 65,
+        signer_address="0x" + "55" * 20,
+        signature_nonce=1,
+        state=Grant.State.ACTIVE,
+    )
+    return {
+        "consortium/member": owner,
+        "consortium/proposal": ProposalFactory(yes=2, no=0),
+        "nodes/node": node,
+        "datasets/dataset": dataset,
+        "datasets/datasetversion": version,
+        "datasets/grant": grant,
+        "core/chainsyncstate": ChainSyncStateFactory(last_block=40, head_block=45),
+    }
+
+
+@pytest.fixture
+def view_only_governor() -> Client:
+    from portal.consortium import services
+
+    user = services.governor_create(
+        username="governor", password="medchain-demo", email="governor@consortium.example"
+    )
+    assert (user.is_staff, user.is_superuser) == (True, False)
+    client = Client()
+    verified_login(client, user)
+    return client
+
+
+def test_the_governor_sees_members_proposals_nodes_datasets_grants_and_sync(
+    view_only_governor, watched
+):
+    expected = {
+        "consortium/member": b"Harbour Hospital",
+        "consortium/proposal": b"2 / 0 of 3",
+        "nodes/node": b"Harbour node 1",
+        "datasets/dataset": b"Harbour chest CT",
+        "datasets/datasetversion": b"Harbour chest CT (Harbour Hospital)",
+        "datasets/grant": b"Harbour node 1",
+        "core/chainsyncstate": b"40",
+    }
+    index = view_only_governor.get("/admin/")
+    assert index.status_code == 200
+    for path, text in expected.items():
+        assert f"/admin/{path}/".encode() in index.content, path
+        listing = view_only_governor.get(f"/admin/{path}/")
+        assert listing.status_code == 200, path
+        assert text in listing.content, path
+        shown = view_only_governor.get(f"/admin/{path}/{watched[path].pk}/change/")
+        assert shown.status_code == 200, path
+        assert b'type="submit"' not in shown.content.split(b'id="content"')[1], path
+
+
+def test_the_governor_can_add_change_or_delete_nothing(view_only_governor, watched):
+    for path, row in watched.items():
+        change = f"/admin/{path}/{row.pk}/change/"
+        delete = f"/admin/{path}/{row.pk}/delete/"
+
+        assert view_only_governor.post(change, {"status": "withdrawn"}).status_code == 403, path
+        assert view_only_governor.post(delete, {"post": "yes"}).status_code == 403, path
+        assert view_only_governor.get(f"/admin/{path}/add/").status_code == 403, path
+        assert type(row).objects.filter(pk=row.pk).exists(), path
+    assert view_only_governor.get("/admin/auth/user/").status_code == 403
+    assert (
+        view_only_governor.post(
+            f"/admin/consortium/invitation/{InvitationFactory().pk}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
+
+
+def test_the_governor_needs_a_second_factor_like_an_admin(db):
+    from portal.consortium import services
+
+    user = services.governor_create(username="governor", password="pw-123456", email="g@x.example")
+    client = Client()
+    client.force_login(user)
+
+    response = client.get("/admin/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/two-factor/")

@@ -54,6 +54,8 @@ APPLICANT = ("Harbour Hospital", "harbour")
 DEMO_PASSWORD = "medchain-demo"
 NODE_PASSWORD = "medchain-demo-node"
 STEWARD = "mary-steward"
+# Watches the consortium in /admin/ (view only); like the admins, sets up its TOTP at first sign-in.
+GOVERNOR = "governor"
 # Fixed, so a second run finds it; --fresh forgets the chain that anchored it.
 DEMO_DATASET_ID = uuid.UUID("6d656463-6861-4e00-8000-64656d6f0001")
 DEMO_DATASET_TITLE = "St. Mary's phantom CT (demo)"
@@ -139,7 +141,7 @@ class Command(BaseCommand):
             ("Migrating the database", self._migrate),
             ("Deploying the consortium registry", self._deploy),
             ("Admitting Harbour Hospital by vote", self._admit_applicant),
-            ("Creating the demo logins", self._logins),
+            ("Creating the demo logins and the governor", self._logins),
             ("Registering St. Mary's training node", self._register_node),
             ("Giving St. Mary's a data steward and a Data delegate key", self._data_steward),
         ]
@@ -177,8 +179,10 @@ class Command(BaseCommand):
         url = f"http://127.0.0.1:{self.port}/"
         logins = ", ".join(f"{short}-admin" for _, short in [*FOUNDERS, APPLICANT])
         self.console.print(
-            f"[bold green]MedChain is running at {url}[/] — demo logins {logins}, {STEWARD} "
-            f"(password {DEMO_PASSWORD}); logs in {children.log_dir}/; Ctrl-C stops everything."
+            f"[bold green]MedChain is running at {url}[/] — demo logins {logins}, {STEWARD}, "
+            f"and {GOVERNOR} for the governance admin at {url}admin/ (password {DEMO_PASSWORD}; "
+            "admins and the governor set up an authenticator app at first sign-in); "
+            f"logs in {children.log_dir}/; Ctrl-C stops everything."
         )
         while True:
             self._supervise()
@@ -324,6 +328,10 @@ class Command(BaseCommand):
                 password=DEMO_PASSWORD,
                 email=f"admin@{short}.example",
                 role=Staff.Role.ADMIN,
+            )
+        if not get_user_model().objects.filter(username=GOVERNOR).exists():
+            services.governor_create(
+                username=GOVERNOR, password=DEMO_PASSWORD, email="governor@consortium.example"
             )
 
     def _register_node(self) -> None:
