@@ -466,6 +466,8 @@ def _change_context(request: HttpRequest, member: Member, acting: Staff | None) 
         "acting": acting,
         "pending": selectors.pending_change(member=member),
         "demo_available": acting is not None and has_demo_key(acting.member),
+        # Proposing one's own removal is allowed, and asked about twice.
+        "own_hospital": acting is not None and acting.member_id == member.pk,
     }
 
 

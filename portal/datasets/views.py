@@ -126,6 +126,7 @@ def dataset_detail_page(request: HttpRequest, dataset_id: uuid.UUID) -> HttpResp
                     f"only {dataset.owner.name}'s admin or data stewards may change this dataset"
                 )
             if action == "withdraw":
+                _check_typed_title(request, dataset)
                 dataset = services.dataset_withdraw(
                     dataset=dataset, signature=signature_or_demo(request)
                 )
@@ -165,6 +166,15 @@ def dataset_detail_page(request: HttpRequest, dataset_id: uuid.UUID) -> HttpResp
             demo_available=has_demo_key(dataset.owner),
         )
     return render(request, "datasets/detail.html", context)
+
+
+def _check_typed_title(request: HttpRequest, dataset: Dataset) -> None:
+    """The page's withdraw form carries the dataset's name as typed by the person, so that a
+    stray click (or a browser without JavaScript, which gets no dialog) cannot withdraw it."""
+    if request.POST.get("confirm_title", "").strip() != dataset.title:
+        raise ServiceError(
+            f"type the dataset's name, {dataset.title}, to confirm: withdrawal is final"
+        )
 
 
 def _managed_or_error(request: HttpRequest, dataset_id: uuid.UUID) -> Dataset | JsonResponse:

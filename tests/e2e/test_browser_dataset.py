@@ -538,7 +538,22 @@ def test_a_steward_revokes_one_versions_grant_and_withdraws_with_the_wallet(
     released = node_api.get(chunk)
     assert released.status_code == 200
     released.close()
+    # It asks first, naming the consequence; Cancel changes nothing.
     page.get_by_role("button", name="Withdraw with wallet").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("cannot be undone")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    assert [t["primaryType"] for t in steward.signed] == ["RevokeGrant"]
+    # Going ahead takes the dataset's name, typed.
+    page.get_by_role("button", name="Withdraw with wallet").click()
+    go = dialog.get_by_role("button", name="Withdraw this dataset")
+    expect(go).to_be_disabled()
+    dialog.get_by_role("textbox").fill("Phantom owner")
+    expect(go).to_be_disabled()
+    dialog.get_by_role("textbox").fill("Phantom owner CT")
+    steward.screenshot("dataset-owner-withdraw-confirm.png")
+    go.click()
     expect(page.locator(".messages")).to_contain_text("Phantom owner CT is withdrawn, on chain.")
     expect(page.get_by_test_id("dataset-status")).to_contain_text("Withdrawn")
     expect(page.get_by_test_id("dataset-withdraw")).to_contain_text("is withdrawn")
@@ -576,6 +591,8 @@ def test_a_signature_the_wallet_rejects_changes_nothing(
 
     withdraw = page.get_by_test_id("dataset-withdraw")
     withdraw.get_by_role("button", name="Withdraw with wallet").click()
+    page.get_by_role("dialog").get_by_role("textbox").fill("Phantom owner CT")
+    page.get_by_role("dialog").get_by_role("button", name="Withdraw this dataset").click()
     expect(withdraw.locator("[data-wallet-status]")).to_contain_text(declined)
 
     assert steward.signed == [] and steward.errors == []

@@ -96,6 +96,15 @@ def test_the_header_names_the_viewers_own_hospital_on_another_members_pages(
         assert escape(northside.name) in page.split('<main id="main"')[1]
 
 
+def test_proposing_to_remove_ones_own_hospital_asks_first(admin_client, consortium, northside):
+    own = admin_client.get(reverse("removal", args=[_founder(consortium, 0).pk])).content.decode()
+    other = admin_client.get(reverse("removal", args=[northside.pk])).content.decode()
+
+    assert 'data-testid="own-removal"' in own and "your own hospital" in own
+    assert "data-confirm=" in own and "/static/js/confirm.js" in own
+    assert "data-confirm=" not in other and "your own hospital" not in other
+
+
 def test_it_offers_no_change_to_a_clinician(clinician, northside):
     client = signed_in(clinician)
 

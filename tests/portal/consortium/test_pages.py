@@ -432,6 +432,14 @@ def test_an_admin_removes_staff_but_not_themself(admin_client, member_admin, cli
     assert not Staff.objects.filter(pk=target.pk).exists()
 
 
+def test_removing_staff_asks_first_and_names_the_consequence(admin_client, clinician):
+    page = admin_client.get(reverse("staff")).content.decode()
+
+    assert 'data-confirm-action="Remove mary-clinician"' in page
+    assert "loses access to St. Mary&#x27;s Hospital at once" in page
+    assert "/static/js/confirm.js" in page
+
+
 def test_a_clinician_sees_staff_but_cannot_invite(clinician):
     client = signed_in(clinician)
     body = client.get(reverse("staff")).content.decode()

@@ -114,9 +114,15 @@ def test_another_members_admin_sees_the_entry_only(anchored, second_admin, node)
     assert typed.status_code == 403 and "only" in typed.json()["error"]
 
 
+def _withdraw(anchored: dict[str, Any], **fields: str) -> dict[str, str]:
+    """The withdraw form as a person sends it: with the dataset's name typed to confirm."""
+    title = Dataset.objects.get(pk=anchored["id"]).title
+    return {"action": "withdraw", "confirm_title": title, **fields}
+
+
 def test_the_owner_withdraws_with_the_demo_keystore_and_twice_is_a_message(anchored, member_admin):
     client = signed_in(member_admin)
-    response = client.post(_detail(anchored), {"action": "withdraw", "demo": "1"}, follow=True)
+    response = client.post(_detail(anchored), _withdraw(anchored, demo="1"), follow=True)
     assert response.status_code == 200
     assert any("is withdrawn" in m for m in messages_of(response))
     dataset = Dataset.objects.get(pk=anchored["id"])
@@ -126,9 +132,27 @@ def test_the_owner_withdraws_with_the_demo_keystore_and_twice_is_a_message(ancho
     assert "Withdraw with wallet" not in html
     assert "Withdrawn" in client.get(reverse("dataset-list")).content.decode()
 
-    again = client.post(_detail(anchored), {"action": "withdraw", "demo": "1"}, follow=True)
+    again = client.post(_detail(anchored), _withdraw(anchored, demo="1"), follow=True)
     assert again.status_code == 200
     assert any("already withdrawn" in m for m in messages_of(again))
+
+
+def test_the_withdraw_form_is_refused_unless_the_dataset_name_is_typed(anchored, member_admin):
+    client = signed_in(member_admin)
+    page = client.get(_detail(anchored)).content.decode()
+    assert 'name="confirm_title"' in page and "data-confirm-name=" in page
+    assert "cannot be undone" in page
+
+    for typed in (None, "", "phantom ct", "Phantom"):
+        form = _withdraw(anchored, demo="1")
+        if typed is None:
+            del form["confirm_title"]
+        else:
+            form["confirm_title"] = typed
+        response = client.post(_detail(anchored), form, follow=True)
+
+        assert any("type the dataset's name" in m for m in messages_of(response)), typed
+        assert Dataset.objects.get(pk=anchored["id"]).status == Dataset.Status.ACTIVE
 
 
 def test_the_owner_withdraws_with_a_wallet_signature(anchored, member_admin, consortium):
@@ -138,9 +162,7 @@ def test_the_owner_withdraws_with_a_wallet_signature(anchored, member_admin, con
     body = answer.json()
     assert body["signer"] == consortium[0].address
     signature = sign(consortium[0].key, body["typed"])
-    response = client.post(
-        _detail(anchored), {"action": "withdraw", "signature": signature}, follow=True
-    )
+    response = client.post(_detail(anchored), _withdraw(anchored, signature=signature), follow=True)
     assert any("is withdrawn" in m for m in messages_of(response)), messages_of(response)
     assert Dataset.objects.get(pk=anchored["id"]).status == Dataset.Status.WITHDRAWN
 
@@ -149,9 +171,7 @@ def test_a_signature_by_another_key_is_refused_as_a_message(anchored, member_adm
     client = signed_in(member_admin)
     body = client.post(reverse("dataset-withdraw-typed-data", args=[anchored["id"]])).json()
     wrong = sign(consortium[1].key, body["typed"])
-    response = client.post(
-        _detail(anchored), {"action": "withdraw", "signature": wrong}, follow=True
-    )
+    response = client.post(_detail(anchored), _withdraw(anchored, signature=wrong), follow=True)
     assert response.status_code == 200
     assert any("not by St. Mary's Hospital" in m for m in messages_of(response))
     assert Dataset.objects.get(pk=anchored["id"]).status == Dataset.Status.ACTIVE
@@ -178,7 +198,7 @@ def test_the_owner_revokes_a_grant_with_the_demo_keystore(anchored, member_admin
 
 def test_a_form_without_a_signature_or_demo_is_a_message(anchored, member_admin):
     client = signed_in(member_admin)
-    response = client.post(_detail(anchored), {"action": "withdraw"}, follow=True)
+    response = client.post(_detail(anchored), _withdraw(anchored), follow=True)
     assert any("no signature was sent" in m for m in messages_of(response))
     unknown = client.post(
         _detail(anchored), {"action": "revoke", "node_id": "nonsense", "demo": "1"}, follow=True

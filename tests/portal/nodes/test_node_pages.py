@@ -44,3 +44,19 @@ def test_it_refuses_token_issue_to_non_admins(client, clinician, node):
 def test_it_sends_anonymous_visitors_to_sign_in(client):
     response = client.get("/nodes/")
     assert response.status_code == 302 and "/login" in response["Location"]
+
+
+def test_replacing_a_token_asks_first_and_names_the_consequence(client, member_admin, node):
+    from portal.nodes import services
+    from tests.factories import verified_login
+
+    verified_login(client, member_admin)
+    first = client.get("/nodes/").text
+    assert "Issue token" in first and "data-confirm=" not in first  # nothing to lose yet
+
+    services.node_token_issue(node=node)
+    page = client.get("/nodes/").text
+
+    assert "Replace token" in page
+    assert "stops working at once" in page and 'data-confirm-action="Replace the token"' in page
+    assert "/static/js/confirm.js" in page
