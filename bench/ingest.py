@@ -6,7 +6,7 @@ var/bench-data), times in separate processes that never import torch:
 - the floor: the same file bytes read, cut into 1 MiB chunks, sealed with
   AES-256-GCM, each record hashed with SHA-256 and written to its own file,
   with no DICOM work at all;
-- the ingest: ``training.dataset.package_dataset``: parse, check,
+- the ingest: ``training.ingest.dataset.package_dataset``: parse, check,
   de-identify, re-serialise, container, encrypt, hash, store.
 
 Floor and ingest alternate for three rounds and the fastest run of each
@@ -89,7 +89,9 @@ def _entry(value: float, baseline: float, unit: str) -> dict[str, Any]:
 def ensure_dataset(data_dir: Path, *, files: int) -> tuple[Path, str]:
     """``files`` CT slices and their annotations under ``data_dir``, made once and reused."""
     # Keyed by the generator's source: a changed phantom header means new data.
-    version = hashlib.sha256((ROOT / "training" / "phantoms.py").read_bytes()).hexdigest()[:10]
+    version = hashlib.sha256(
+        (ROOT / "training" / "ingest" / "phantoms.py").read_bytes()
+    ).hexdigest()[:10]
     target = data_dir / f"ct{ROWS}-{files}-{version}"
     note = f"{SEED_SLICES} generated phantoms copied under new UIDs"
     marker = target / ".complete"
@@ -98,7 +100,7 @@ def ensure_dataset(data_dir: Path, *, files: int) -> tuple[Path, str]:
     shutil.rmtree(target, ignore_errors=True)
     seed = data_dir / f"ct{ROWS}-seed-{version}"
     if not (seed / ".complete").exists():
-        from training.phantoms import write_ct_dataset
+        from training.ingest.phantoms import write_ct_dataset
 
         shutil.rmtree(seed, ignore_errors=True)
         print(f"generating {SEED_SLICES} phantoms of {ROWS}x{COLS} in {seed} ...", flush=True)
@@ -116,7 +118,7 @@ def _replicate(seed: Path, out: Path, *, files: int) -> None:
     import pydicom
     from pydicom.uid import UID
 
-    from training.annotations import FORMAT
+    from training.ingest.annotations import FORMAT
 
     out.mkdir(parents=True)
     boxes = json.loads((seed / "annotations.json").read_bytes())["instances"]
@@ -209,7 +211,7 @@ def _floor(source: Path, out: Path) -> None:
 
 
 def _ingest(source: Path, out: Path) -> None:
-    from training.dataset import package_dataset
+    from training.ingest.dataset import package_dataset
 
     package_dataset(
         source,
@@ -223,7 +225,7 @@ def _ingest(source: Path, out: Path) -> None:
 def _worker_main(kind: str, source: Path, out: Path) -> None:
     # Import everything first so the timed part is the work, not the imports.
     import training.crypto
-    import training.dataset  # noqa: F401
+    import training.ingest.dataset  # noqa: F401
 
     rss_before = _peak_rss_mb()
     started = time.perf_counter()

@@ -28,15 +28,17 @@ const PYODIDE_FILES = [
   "package.json",
 ];
 // The ingest pipeline and what it imports; none of them may import torch or numpy.
+// Paths are relative to training/ and keep their folders under vendor/medchain-py/training/.
 const TRAINING_FILES = [
   "__init__.py",
-  "annotations.py",
-  "decodable.py",
-  "deid.py",
-  "deid_profile.json",
-  "dicom_fast.py",
-  "dicom_ingest.py",
-  "dicom_scan.py",
+  "ingest/__init__.py",
+  "ingest/annotations.py",
+  "ingest/decodable.py",
+  "ingest/deid.py",
+  "ingest/deid_profile.json",
+  "ingest/dicom_fast.py",
+  "ingest/dicom_ingest.py",
+  "ingest/dicom_scan.py",
 ];
 const FORBIDDEN_IMPORTS = /^\s*(import|from)\s+(torch|torchvision|numpy|cryptography|django|chain)\b/m;
 

@@ -30,7 +30,7 @@ from portal.datasets.manifest import grant_hash, manifest_hash
 from portal.nodes.client import NodeClient, PortalError, PortalUnreachable
 from portal.nodes.keystore import NodeKeystore
 from training.crypto import DecryptionError, WrappedKey, unwrap_key
-from training.dataset import PackageError, chunk_file_name, open_package
+from training.ingest.dataset import PackageError, chunk_file_name, open_package
 
 
 class DatasetRefused(Exception):

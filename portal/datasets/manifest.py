@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from training.crypto import CHUNK_SIZE, RECORD_OVERHEAD, RECORD_SIZE, WRAPPED_KEY_SIZE
-from training.dataset import ENCRYPTION, FORMAT_VERSION, MANIFEST_FORMAT, manifest_bytes
+from training.ingest.dataset import ENCRYPTION, FORMAT_VERSION, MANIFEST_FORMAT, manifest_bytes
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 GRANT_LABEL = b"medchain-grant/1"
@@ -78,7 +78,9 @@ def check_manifest(
 ) -> ManifestSummary:
     """The manifest's summary, or ManifestInvalid saying what is wrong with it."""
     if not isinstance(manifest, Mapping):
-        raise ManifestInvalid("the manifest must be a JSON object (training.dataset's manifest)")
+        raise ManifestInvalid(
+            "the manifest must be a JSON object (training.ingest.dataset's manifest)"
+        )
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ManifestInvalid(f"manifest field 'format' must be {MANIFEST_FORMAT!r}")
     if manifest.get("format_version") != FORMAT_VERSION:

@@ -2,7 +2,7 @@
 
 1. Parity: the browser's de-identification (our training/ code under Pyodide) gives
    byte-identical output, and identical refusal reasons, to the CLI's
-   ``training.dicom_ingest.ingest_file`` on phantoms and pydicom's own samples.
+   ``training.ingest.dicom_ingest.ingest_file`` on phantoms and pydicom's own samples.
 2. The browser's WebCrypto records (around chunk boundaries) and wrapped keys open
    with ``training.crypto``, the code the CLI and the nodes run.
 3. The whole page: pick files, de-identify, encrypt, sign with the injected test
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.training import hostile
+from tests.training.ingest import hostile
 from training.crypto import (
     CHUNK_SIZE,
     ChunkInfo,
@@ -32,10 +32,10 @@ from training.crypto import (
     generate_node_keypair,
     unwrap_key,
 )
-from training.dataset import chunk_file_name, open_package, package_dataset
-from training.dicom_ingest import IngestRefused, ingest_file
-from training.dicom_scan import MAX_NESTING_DEPTH
-from training.phantoms import write_ct_dataset
+from training.ingest.dataset import chunk_file_name, open_package, package_dataset
+from training.ingest.dicom_ingest import IngestRefused, ingest_file
+from training.ingest.dicom_scan import MAX_NESTING_DEPTH
+from training.ingest.phantoms import write_ct_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -90,9 +90,11 @@ def browser_vendor_files() -> None:
         "decodable.py",
         "annotations.py",
     ):
-        copied = (VENDOR / "medchain-py" / "training" / name).read_bytes()
-        if copied != (ROOT / "training" / name).read_bytes():
-            pytest.fail(f"portal/static/vendor/ holds a stale training/{name}: run `make static`")
+        copied = (VENDOR / "medchain-py" / "training" / "ingest" / name).read_bytes()
+        if copied != (ROOT / "training" / "ingest" / name).read_bytes():
+            pytest.fail(
+                f"portal/static/vendor/ holds a stale training/ingest/{name}: run `make static`"
+            )
 
 
 def _samples() -> list[Path]:

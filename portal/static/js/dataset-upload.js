@@ -1,8 +1,8 @@
 // The dataset upload page: the browser half of the uploader's pipeline
-// (training/dataset.py's package_dataset, then the upload_dataset command's upload).
+// (training/ingest/dataset.py's package_dataset, then the upload_dataset command's upload).
 //
 //  1. de-identify each DICOM file with the CLI's own Python code under Pyodide;
-//  2. re-key the annotation file by the new UIDs (training/annotations.py);
+//  2. re-key the annotation file by the new UIDs (training/ingest/annotations.py);
 //  3. stream the container through AES-256-GCM in 1 MiB chunks (WebCrypto),
 //     keeping only ciphertext records, and hash each one;
 //  4. check each chosen node's key against the ConsortiumRegistry on chain (read through the

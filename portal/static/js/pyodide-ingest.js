@@ -1,4 +1,4 @@
-// The CLI's own de-identification code (training/dicom_ingest.py, deid.py, the
+// The CLI's own de-identification code (training/ingest/dicom_ingest.py, deid.py, the
 // deid_profile.json table, annotations.py) running in the browser under Pyodide,
 // so the browser and the CLI cannot drift (DESIGN.md, "De-identification").
 //
@@ -15,8 +15,8 @@ const VENDOR = new URL("../vendor/", import.meta.url);
 const GLUE = `
 import json, os, sys
 sys.path.insert(0, "/medchain")
-from training.annotations import AnnotationError, parse_annotations, remap_uids
-from training.dicom_ingest import IngestRefused, ingest_file
+from training.ingest.annotations import AnnotationError, parse_annotations, remap_uids
+from training.ingest.dicom_ingest import IngestRefused, ingest_file
 
 _IN = "/tmp/medchain-in.dcm"
 _OUT = "/tmp/medchain-out.bin"
@@ -56,7 +56,7 @@ def medchain_annotations(sizes_json, uid_map_json):
     return json.dumps({"ok": True, "boxes": boxes, "annotated": annotated})
 
 def medchain_canonical(text):
-    # training.dataset.manifest_bytes, which the portal hashes and the chain anchors
+    # training.ingest.dataset.manifest_bytes, which the portal hashes and the chain anchors
     m = json.loads(text)
     out = json.dumps(m, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     with open(_OUT, "wb") as f:
@@ -109,9 +109,9 @@ async function load(onStatus) {
     const data = await fetchChecked(new URL(`wheels/${wheel}`, VENDOR), sha256);
     pyodide.unpackArchive(data, "wheel", { extractDir: sitePackages });
   }
-  pyodide.FS.mkdirTree("/medchain/training");
   for (const [name, sha256] of Object.entries(bundle.files)) {
     const data = await fetchChecked(new URL(`medchain-py/${name}`, VENDOR), sha256);
+    pyodide.FS.mkdirTree(`/medchain/${name.slice(0, name.lastIndexOf("/"))}`);
     pyodide.FS.writeFile(`/medchain/${name}`, data);
   }
   pyodide.runPython(GLUE);
@@ -134,7 +134,7 @@ export class IngestEngine {
   }
 
   /**
-   * `training.dicom_ingest.ingest_file` on one file's bytes: {ok: true, data, sopUidOriginal,
+   * `training.ingest.dicom_ingest.ingest_file` on one file's bytes: {ok: true, data, sopUidOriginal,
    * sopUidNew, rows, cols, modality} or {ok: false, reason} (the CLI's IngestRefused reason).
    */
   ingest(bytes, uidSecret) {
@@ -146,7 +146,7 @@ export class IngestEngine {
 
   /**
    * Parse the annotation file against the ingested instances and re-key it by their new
-   * UIDs (training.annotations): {ok: true, json, boxes, annotated} or {ok: false, reason}.
+   * UIDs (training.ingest.annotations): {ok: true, json, boxes, annotated} or {ok: false, reason}.
    * `sizes`: original UID -> [rows, cols]; `uidMap`: original UID -> new UID.
    */
   annotations(raw, sizes, uidMap) {
@@ -156,7 +156,7 @@ export class IngestEngine {
     return result;
   }
 
-  /** training.dataset.manifest_bytes: UTF-8 JSON, sorted keys, no whitespace. */
+  /** training.ingest.dataset.manifest_bytes: UTF-8 JSON, sorted keys, no whitespace. */
   canonicalJson(value) {
     this.canonicalFn(JSON.stringify(value));
     return readOut(this.pyodide);

@@ -65,8 +65,8 @@ def world(
     from portal.nodes import services as node_services
     from portal.nodes.keystore import NodeKeystore
     from training.crypto import wrap_key
-    from training.dataset import chunk_file_name, package_dataset
-    from training.phantoms import write_ct_dataset
+    from training.ingest.dataset import chunk_file_name, package_dataset
+    from training.ingest.phantoms import write_ct_dataset
 
     mary = Member.objects.get(governance_address=consortium[0].address)
     city = Member.objects.get(governance_address=consortium[1].address)

@@ -13,8 +13,8 @@ from eth_account import Account
 from rest_framework.test import APIClient
 
 from portal.nodes.keystore import NodeKeystore
-from training.dataset import PackageResult, package_dataset
-from training.phantoms import write_ct_dataset
+from training.ingest.dataset import PackageResult, package_dataset
+from training.ingest.phantoms import write_ct_dataset
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from chain import eip712
 from chain.deployment import DeploymentRecord
 from portal.nodes.keystore import NodeKeystore
 from training.crypto import wrap_key
-from training.dataset import PackageResult, chunk_file_name
+from training.ingest.dataset import PackageResult, chunk_file_name
 
 NODE_PASSWORD = "node-pass"
 UPLOADS = "/api/v1/datasets/uploads/"

@@ -23,7 +23,7 @@ from datasets_api_helpers import (
 from django.urls import reverse
 
 from portal.datasets.models import Grant
-from training.dataset import package_dataset
+from training.ingest.dataset import package_dataset
 
 pytestmark = pytest.mark.django_db
 

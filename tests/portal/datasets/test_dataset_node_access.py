@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 from portal.datasets.fetch import DatasetClient, DatasetRefused, fetch_and_verify
 from portal.datasets.models import AccessLog
 from portal.nodes.client import PortalError
-from training.annotations import parse_annotations
+from training.ingest.annotations import parse_annotations
 
 pytestmark = pytest.mark.django_db
 

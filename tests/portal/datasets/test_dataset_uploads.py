@@ -20,7 +20,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from portal.datasets.models import Dataset, DatasetVersion, Grant, Upload, chunk_storage_path
-from training.dataset import package_dataset
+from training.ingest.dataset import package_dataset
 
 pytestmark = pytest.mark.django_db
 

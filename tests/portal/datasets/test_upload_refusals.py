@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from chain.keystore import write_keystore
-from training.phantoms import write_ct_dataset
+from training.ingest.phantoms import write_ct_dataset
 
 pytestmark = pytest.mark.django_db
 

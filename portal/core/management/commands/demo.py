@@ -451,7 +451,7 @@ class Command(BaseCommand):
             raise CommandError("the node did not check in within 60 s: see var/log/node.log")
 
     def _make_phantoms(self) -> str:
-        from training.phantoms import write_ct_dataset
+        from training.ingest.phantoms import write_ct_dataset
 
         source = self.var / "demo-data" / FOUNDERS[0][1]
         # annotations.json is written last: without it the slices are rewritten, identically.

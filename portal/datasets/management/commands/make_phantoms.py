@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.console import Console
 
-from training.phantoms import PROFILES, contrast_to_noise, write_ct_dataset
+from training.ingest.phantoms import PROFILES, contrast_to_noise, write_ct_dataset
 
 
 class Command(BaseCommand):

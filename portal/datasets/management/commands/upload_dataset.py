@@ -34,9 +34,9 @@ from chain.deployment import DeploymentRecord, RecordError
 from chain.errors import ChainUnavailable
 from chain.keystore import read_keystore
 from chain.registry import ConsortiumRegistry
-from training.annotations import AnnotationError
 from training.crypto import wrap_key
-from training.dataset import PackageError, RefusedFiles, chunk_file_name, package_dataset
+from training.ingest.annotations import AnnotationError
+from training.ingest.dataset import PackageError, RefusedFiles, chunk_file_name, package_dataset
 
 STATE = "upload-state.json"
 RPC_ENV = "MEDCHAIN_UPLOAD_RPC_URL"

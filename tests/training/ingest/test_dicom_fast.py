@@ -14,10 +14,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian
 
-from training.deid import PIXEL_DATA, IngestRefused, load_profile
-from training.dicom_fast import ingest_bytes
-from training.dicom_ingest import IngestedInstance, ingest_file, ingest_file_pydicom
-from training.phantoms import PROFILES, write_ct_dataset
+from training.ingest.deid import PIXEL_DATA, IngestRefused, load_profile
+from training.ingest.dicom_fast import ingest_bytes
+from training.ingest.dicom_ingest import IngestedInstance, ingest_file, ingest_file_pydicom
+from training.ingest.phantoms import PROFILES, write_ct_dataset
 
 SECRET = b"owner secret of hospital A, 32 b"
 PROFILE = load_profile()

@@ -11,15 +11,15 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from training.deid import (
+from training.ingest.deid import (
     IngestRefused,
     check_ingestible,
     deidentify,
     load_profile,
     remap_uid,
 )
-from training.dicom_ingest import ingest_file
-from training.phantoms import write_ct_dataset
+from training.ingest.dicom_ingest import ingest_file
+from training.ingest.phantoms import write_ct_dataset
 
 SECRET = b"owner secret of hospital A, 32 b"
 TEXT_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"}

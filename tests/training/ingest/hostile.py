@@ -16,7 +16,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from training.phantoms import write_ct_dataset
+from training.ingest.phantoms import write_ct_dataset
 
 PRIVATE_SQ = 0x00091010
 EMPTY_PRIVATE_SQ = struct.pack("<HH2sHI", 0x0009, 0x1010, b"SQ", 0, 0)

@@ -1,7 +1,7 @@
 """What ingest accepts is what a node can decode: one table, read by every ingest path.
 
 The CLI, the portal and the browser (Pyodide) run this same module, and the
-node's pixel reader (``training.pixels``) decodes exactly what it allows, so
+node's pixel reader (``training.ingest.pixels``) decodes exactly what it allows, so
 a file that passes ingest never fails later on a node. Pure Python: no
 numpy, no pydicom (docs/ingest.md).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.deid import IngestRefused
+from training.ingest.deid import IngestRefused
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"

@@ -10,9 +10,9 @@ import pytest
 from pydicom.data import get_testdata_files
 from pydicom.pixels import apply_modality_lut
 
-from training.dicom_ingest import IngestRefused, ingest_file
-from training.phantoms import PROFILES, write_ct_dataset
-from training.pixels import PixelDecodeError, read_hu
+from training.ingest.dicom_ingest import IngestRefused, ingest_file
+from training.ingest.phantoms import PROFILES, write_ct_dataset
+from training.ingest.pixels import PixelDecodeError, read_hu
 
 SECRET = b"owner secret"
 SAMPLES = sorted(p for p in get_testdata_files() if Path(p).is_file())  # inside the wheel

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.annotations import (
+from training.ingest.annotations import (
     FORMAT,
     AnnotationError,
     Annotations,

@@ -1,6 +1,6 @@
 """The first look at every upload: a streaming, non-recursive walk that bounds what follows.
 
-Before pydicom or the raw codec (``training.dicom_fast``) sees a file, this
+Before pydicom or the raw codec (``training.ingest.dicom_fast``) sees a file, this
 walk reads its element headers once, skipping values, with an explicit stack
 instead of recursion. It refuses, with a reason, whatever could make the
 ingest hang, crash or over-allocate (docs/ingest.md):
@@ -12,7 +12,7 @@ ingest hang, crash or over-allocate (docs/ingest.md):
   recurses further than that;
 - truncation anywhere, lengths that overrun their sequence or item, garbage;
 - a transfer syntax or a pixel layout a node cannot decode
-  (``training.decodable``), checked before Pixel Data is read.
+  (``training.ingest.decodable``), checked before Pixel Data is read.
 
 A deflated file is inflated here, streamed (``zlib.decompressobj`` with
 ``max_length``) into an unnamed temporary file that holds the same data set
@@ -34,7 +34,7 @@ from typing import IO
 
 from pydicom.datadict import dictionary_VR
 
-from training.decodable import (
+from training.ingest.decodable import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -42,7 +42,7 @@ from training.decodable import (
     check_decodable,
     check_transfer_syntax,
 )
-from training.deid import PIXEL_DATA, UNDEFINED_LENGTH, IngestRefused, check_sop_class
+from training.ingest.deid import PIXEL_DATA, UNDEFINED_LENGTH, IngestRefused, check_sop_class
 
 DEFAULT_MAX_FILE_BYTES = 1 << 30  # 1 GiB: a large multi-frame CT; INGEST_MAX_FILE_BYTES
 MAX_HEADER_BYTES = 16 << 20  # every byte but Pixel Data's value, sequences included

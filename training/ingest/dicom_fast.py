@@ -1,6 +1,6 @@
 """A fast header codec for the common case of the ingest: explicit VR little endian, flat header.
 
-The ingest's output is defined by the pydicom path in ``training.dicom_ingest``
+The ingest's output is defined by the pydicom path in ``training.ingest.dicom_ingest``
 (read, check, de-identify by the profile, write). Most of its time there goes
 to building pydicom objects for ~100 header elements it then writes back
 unchanged. This codec walks the same elements as raw bytes and gives the same
@@ -15,12 +15,12 @@ output bytes, for the files it accepts:
 - the few elements the pydicom path decodes (and so re-encodes) already in
   the form pydicom writes them.
 
-Every file reaches this codec only after ``training.dicom_scan`` accepted it
+Every file reaches this codec only after ``training.ingest.dicom_scan`` accepted it
 (size, header and nesting limits, decodable pixels), so the recursion below
 is at most ``MAX_NESTING_DEPTH`` deep. Only the bytes before the Pixel Data
 value are read; the value stays in the file, for the packager to stream.
 Anything else returns ``None`` and the caller uses the pydicom path, which
-also gives every refusal its reason. ``tests/training/test_dicom_fast.py``
+also gives every refusal its reason. ``tests/training/ingest/test_dicom_fast.py``
 checks byte-for-byte equality with the pydicom path, including under fuzzing.
 """
 
@@ -43,7 +43,7 @@ from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, STANDARD_VR
 from pydicom.valuerep import VR as VRS
 
-from training.deid import (
+from training.ingest.deid import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
     INGESTIBLE_SOP_CLASSES,
@@ -56,8 +56,8 @@ from training.deid import (
     deidentify,
     remap_uid,
 )
-from training.dicom_ingest import FileSpan, IngestedInstance
-from training.dicom_scan import Scan, scan_stream
+from training.ingest.dicom_ingest import FileSpan, IngestedInstance
+from training.ingest.dicom_scan import Scan, scan_stream
 
 EXPLICIT_VR_LITTLE_ENDIAN = b"1.2.840.10008.1.2.1"
 REUSED_BUFFER_LIMIT = 16 << 20  # a header (all before Pixel Data) larger: the pydicom path

@@ -21,15 +21,15 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
-from tests.training import hostile
-from training.decodable import EXPLICIT_VR_LITTLE_ENDIAN
-from training.deid import IngestRefused
-from training.dicom_ingest import ingest_file, ingest_file_pydicom
-from training.dicom_scan import MAX_ELEMENTS, MAX_NESTING_DEPTH
-from training.pixels import read_hu
+from tests.training.ingest import hostile
+from training.ingest.decodable import EXPLICIT_VR_LITTLE_ENDIAN
+from training.ingest.deid import IngestRefused
+from training.ingest.dicom_ingest import ingest_file, ingest_file_pydicom
+from training.ingest.dicom_scan import MAX_ELEMENTS, MAX_NESTING_DEPTH
+from training.ingest.pixels import read_hu
 
 SECRET = b"owner secret of hospital A, 32 b"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 QUICK_S = 5.0
 RSS_LIMIT_MB = 256
 BOTH_PATHS = [ingest_file, ingest_file_pydicom]
@@ -257,14 +257,14 @@ def test_it_refuses_compressed_syntaxes_naming_them(tmp_path, sample, syntax):
 def test_an_unexpected_error_is_a_refusal_logged_with_its_traceback(
     tmp_path, ds, monkeypatch, caplog
 ):
-    import training.dicom_ingest
+    import training.ingest.dicom_ingest
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(training.dicom_ingest, "scan_file", broken)  # a bug, injected
+    monkeypatch.setattr(training.ingest.dicom_ingest, "scan_file", broken)  # a bug, injected
     path = _write(tmp_path, "fine.dcm", hostile.encode(ds))
-    with caplog.at_level(logging.ERROR, logger="training.dicom_ingest"):
+    with caplog.at_level(logging.ERROR, logger="training.ingest.dicom_ingest"):
         reason = _refused(path, "could not be processed .*RuntimeError: a bug")
     assert "\n" not in reason
     assert caplog.records and caplog.records[0].exc_info is not None
@@ -273,7 +273,7 @@ def test_an_unexpected_error_is_a_refusal_logged_with_its_traceback(
 _RSS_SCRIPT = """
 import json, resource, sys, time
 from pathlib import Path
-from training.dataset import package_dataset
+from training.ingest.dataset import package_dataset
 source, out = Path(sys.argv[1]), Path(sys.argv[2])
 started = time.monotonic()
 result = package_dataset(source, source / "annotations.json", out, dataset_id=sys.argv[3],

@@ -6,7 +6,6 @@ import io
 
 import pydicom
 
-from training.annotations import parse_annotations, remap_uids
 from training.crypto import (
     ContainerWriter,
     EncryptingWriter,
@@ -18,8 +17,9 @@ from training.crypto import (
     unwrap_key,
     wrap_key,
 )
-from training.dicom_ingest import ingest_file
-from training.phantoms import write_ct_dataset
+from training.ingest.annotations import parse_annotations, remap_uids
+from training.ingest.dicom_ingest import ingest_file
+from training.ingest.phantoms import write_ct_dataset
 
 DATASET = "0b8e3c2a-5f1d-4e7a-9c3b-2a1d0e9f8c7b"
 

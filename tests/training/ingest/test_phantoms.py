@@ -8,8 +8,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from training.annotations import parse_annotations
-from training.phantoms import (
+from training.ingest.annotations import parse_annotations
+from training.ingest.phantoms import (
     PROFILES,
     ScannerProfile,
     box_of,

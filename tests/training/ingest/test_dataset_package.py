@@ -10,9 +10,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from training.annotations import AnnotationError, Annotations, parse_annotations
 from training.crypto import RECORD_SIZE
-from training.dataset import (
+from training.ingest.annotations import AnnotationError, Annotations, parse_annotations
+from training.ingest.dataset import (
     ANNOTATIONS_NAME,
     MANIFEST_NAME,
     ChunkMismatch,
@@ -24,7 +24,7 @@ from training.dataset import (
     open_package,
     package_dataset,
 )
-from training.phantoms import write_ct_dataset
+from training.ingest.phantoms import write_ct_dataset
 
 DATASET = "7d0c1f9e-2b3a-4c5d-8e6f-0a1b2c3d4e5f"
 SECRET = b"owner uid secret"

@@ -21,8 +21,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from training.annotations import Annotations, Box
-from training.deid import CT_IMAGE_STORAGE, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from training.ingest.annotations import Annotations, Box
+from training.ingest.deid import (
+    CT_IMAGE_STORAGE,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+)
 
 HU_MIN, HU_MAX = -1024, 3071
 LESION_LABEL = "lesion"

@@ -1,7 +1,7 @@
 """A whole dataset packaged on the uploader's side: ingest, encrypt, list (docs/encryption.md).
 
 ``package_dataset`` walks a folder of DICOM files, de-identifies each one
-(``training.dicom_ingest``), re-keys the annotation file by the new UIDs,
+(``training.ingest.dicom_ingest``), re-keys the annotation file by the new UIDs,
 and streams the container (instances, then ``annotations.json``) through
 the chunked AES-256-GCM encryptor into one file per ciphertext chunk. It
 returns the unsigned manifest that others sign and anchor. One DICOM header
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from training.annotations import AnnotationError, parse_annotations, remap_uids
 from training.crypto import (
     CHUNK_SIZE,
     RECORD_SIZE,
@@ -36,8 +35,9 @@ from training.crypto import (
     generate_data_key,
     iter_container,
 )
-from training.dicom_ingest import IngestedInstance, IngestRefused, ingest_file
-from training.dicom_scan import DEFAULT_MAX_FILE_BYTES
+from training.ingest.annotations import AnnotationError, parse_annotations, remap_uids
+from training.ingest.dicom_ingest import IngestedInstance, IngestRefused, ingest_file
+from training.ingest.dicom_scan import DEFAULT_MAX_FILE_BYTES
 
 MANIFEST_FORMAT = "medchain-dataset/1"
 FORMAT_VERSION = 1

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_files
 
-from training.deid import INGESTIBLE_SOP_CLASSES
-from training.dicom_ingest import IngestRefused, ingest_file
-from training.phantoms import write_ct_dataset
+from training.ingest.deid import INGESTIBLE_SOP_CLASSES
+from training.ingest.dicom_ingest import IngestRefused, ingest_file
+from training.ingest.phantoms import write_ct_dataset
 
 SECRET = b"owner secret"
 # Only files shipped inside the wheel: get_testdata_file(name) would hit the network.
@@ -89,10 +89,10 @@ def test_it_refuses_a_non_dicom_file_and_a_missing_one(tmp_path):
 
 def test_it_does_not_import_torch():
     code = (
-        "import sys, training.dicom_ingest, training.crypto, training.annotations, "
-        "training.phantoms; sys.exit('torch' in sys.modules)"
+        "import sys, training.ingest.dicom_ingest, training.crypto, training.ingest.annotations, "
+        "training.ingest.phantoms; sys.exit('torch' in sys.modules)"
     )
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "PYTHONPATH": str(root)}
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=root).returncode == 0
 

@@ -1,8 +1,8 @@
 """The uploader's pipeline for one DICOM file: scan, read, check, de-identify, re-serialise.
 
-Every file is first walked by ``training.dicom_scan`` (limits on size, header,
+Every file is first walked by ``training.ingest.dicom_scan`` (limits on size, header,
 nesting; transfer syntax and pixel layout checked against
-``training.decodable``); only then does the raw codec (``training.dicom_fast``)
+``training.ingest.decodable``); only then does the raw codec (``training.ingest.dicom_fast``)
 or pydicom read it. Pixel data is never decoded, nor held whole: the result
 names where it lies in the source file, and the packager streams it from
 there. Any error becomes :class:`IngestRefused` with a reason; an unexpected
@@ -27,7 +27,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import VR
 
-from training.deid import (
+from training.ingest.deid import (
     PIXEL_DATA,
     UNDEFINED_LENGTH,
     IngestRefused,
@@ -35,7 +35,7 @@ from training.deid import (
     deidentify,
     load_profile,
 )
-from training.dicom_scan import DEFAULT_MAX_FILE_BYTES, Scan, scan_file
+from training.ingest.dicom_scan import DEFAULT_MAX_FILE_BYTES, Scan, scan_file
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def ingest_file(
     """De-identified Part 10 data for the file at ``path``, or :class:`IngestRefused`.
 
     The common case (explicit VR little endian, flat header) takes the raw
-    codec in ``training.dicom_fast``, which gives the same bytes as
+    codec in ``training.ingest.dicom_fast``, which gives the same bytes as
     :func:`ingest_file_pydicom`; every other file is the pydicom path's.
     Files larger than ``max_file_bytes`` are refused (docs/ingest.md).
     """
@@ -161,7 +161,7 @@ def _ingest(
         pixel_source: Path | IO[bytes] = scan.source if scan.owned else Path(path)
         instance = None
         if fast:
-            from training.dicom_fast import ingest_scanned  # here: it imports us
+            from training.ingest.dicom_fast import ingest_scanned  # here: it imports us
 
             instance = ingest_scanned(
                 scan, pixel_source=pixel_source, uid_secret=uid_secret, profile=load_profile()

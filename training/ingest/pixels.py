@@ -1,6 +1,6 @@
 """The node's pixel reader: an ingested DICOM file to an array in Hounsfield units.
 
-It decodes exactly the layouts ``training.decodable`` lets through ingest
+It decodes exactly the layouts ``training.ingest.decodable`` lets through ingest
 (native, little endian, one grey sample of 8 or 16 bits), so whatever ingest
 accepted, a node can read. Runs on nodes, which have numpy; not in the browser.
 """
@@ -13,8 +13,8 @@ import numpy as np
 import pydicom
 from pydicom.filebase import DicomBytesIO
 
-from training.decodable import PixelHeader, check_decodable
-from training.deid import IngestRefused
+from training.ingest.decodable import PixelHeader, check_decodable
+from training.ingest.deid import IngestRefused
 
 
 class PixelDecodeError(Exception):

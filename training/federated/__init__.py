@@ -1,0 +1,1 @@
+"""Updates (format, hash), aggregation rules, differential privacy, a local round."""
