@@ -367,7 +367,12 @@ def test_it_asks_the_granted_node_to_fetch_once_the_grant_is_on_chain(
     settings,
     django_capture_on_commit_callbacks,
 ):
-    # The embedded broker's file (portal/core/broker.py): one row per queued message.
+    # The embedded broker's file (portal/core/broker.py): one row per queued message. A
+    # channel creates the file and its tables when nothing has used the broker yet.
+    from portal.celery import app
+
+    with app.connection_for_write() as connection:
+        connection.default_channel  # noqa: B018 - opening it is the point
     broker = sqlite3.connect(settings.CELERY_BROKER_URL.removeprefix("sqlite://"))
 
     def node_messages() -> set[int]:
