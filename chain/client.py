@@ -179,8 +179,7 @@ class ChainClient:
     def _simulate(self, tx: TxParams, abi: Sequence[Mapping[str, Any]]) -> None:
         """Run the transaction as a call first: one that would revert is never sent, so
         nobody makes the relayer pay gas for a revert, and the error comes back decoded."""
-        keep = ("from", "to", "data", "value", "gas")
-        call = cast(TxParams, {k: v for k, v in tx.items() if k in keep})
+        call = _as_call(tx)
         try:
             self._rpc(lambda: self.w3.eth.call(call, block_identifier="latest"))
         except ChainUnavailable:
@@ -242,8 +241,7 @@ class ChainClient:
         self, tx: TxParams, receipt: TxReceipt, abi: Sequence[Mapping[str, Any]]
     ) -> ContractError:
         """Re-run a failed transaction as a call on its parent block to read its revert data."""
-        keep = ("from", "to", "data", "value", "gas")
-        call = cast(TxParams, {k: v for k, v in tx.items() if k in keep})
+        call = _as_call(tx)
         try:
             self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
         except Exception as exc:
@@ -259,3 +257,9 @@ class ChainClient:
             return thunk()
         except (RequestsConnectionError, ConnectionRefusedError, ProviderConnectionError) as exc:
             raise ChainUnavailable(str(exc)) from exc
+
+
+def _as_call(tx: TxParams) -> TxParams:
+    """The parts of a transaction an `eth_call` replays (no nonce, fees or chain id)."""
+    keep = ("from", "to", "data", "value", "gas")
+    return cast(TxParams, {k: v for k, v in tx.items() if k in keep})
