@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTRACTS_STAMP := contracts/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
+WRK := /usr/bin/wrk
 PACKAGES := $(wildcard portal chain training bench)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -43,6 +44,10 @@ $(CONTRACTS_STAMP): contracts/package.json $(wildcard contracts/package-lock.jso
 $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq chromium
 
+# Debian's wrk drives the load bench (bench/load.py).
+$(WRK):
+	apt-get update -qq && apt-get install -y -qq wrk
+
 # Browser vendor files (Pyodide, the pydicom wheel, training/'s de-identification code)
 # copied into portal/static/vendor/ (gitignored); cheap, so it runs every time.
 STATIC_NPM_STAMP := node_modules/.installed
@@ -68,15 +73,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/lint-imports --no-logo
 
 test: deps $(CHROMIUM) lint
 	$(BIN)/pytest
 
-bench: deps
-	$(BIN)/python bench/run.py --out var/bench.json
+# The load bench needs the machine's PostgreSQL and Redis (as the integration tests do);
+# BENCH_ARGS=--quick shortens its runs, BENCH_ARGS="--only load" runs it alone.
+bench: deps $(WRK)
+	$(BIN)/python bench/run.py --out var/bench.json $(BENCH_ARGS)
 
 contracts: $(CONTRACTS_STAMP)
 	npm run --prefix contracts compile
 
 clean:
-	rm -rf var/* .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf var/* .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis

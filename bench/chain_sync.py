@@ -3,8 +3,8 @@
 Fills a fresh registry with NodeRegistered events (members registering
 training nodes by signature), then times, on the same chain in the same run:
 the baseline, fetching the registry's raw logs with eth_getLogs; and the
-mirror, `chain_sync_run()` from an empty cursor: fetch, decode, re-read each
-node from the chain and upsert it into the database.
+mirror, `chain_sync_run()` from empty cursors: fetch, decode, record each
+event and upsert its node from the event's fields into the database.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def _fill(events: int) -> tuple[Any, int, int]:
         signer = Account.from_key(_key(f"node-{i}")).address
         node_id = "0x" + keccak(text=f"bench-node-{i}").hex()
         data_key = "0x" + keccak(text=f"bench-data-{i}").hex()
-        typed = eip712.register_node(
+        typed = eip712.typed_for(
+            "RegisterNode",
             chain_id=client.chain_id,
             contract=deployment.address,
             node_id=node_id,
@@ -64,13 +65,8 @@ def _fill(events: int) -> tuple[Any, int, int]:
             data_key=data_key,
             nonce=registry.nonce(founder),
         )
-        registry.register_node_by_sig(
-            member=founder,
-            node_id=node_id,
-            signer=signer,
-            data_key=data_key,
-            signature=eip712.sign_typed(key, typed),
-        )
+        signature = eip712.sign_typed(key, typed)
+        registry.send_signed("RegisterNode", typed["message"], signature, signer=founder)
     return registry, deployment.block_number, client.head()
 
 

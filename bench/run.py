@@ -1,5 +1,5 @@
-"""`make bench`: run the benchmarks on a private anvil node and SQLite database,
-write var/bench.json and print a table."""
+"""`make bench`: run the benchmarks on private anvil nodes and databases (SQLite, and for
+the load bench a fresh PostgreSQL database), write var/bench.json and print a table."""
 
 from __future__ import annotations
 
@@ -30,12 +30,53 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--only", choices=["chain-sync", "ingest", "broker"], help="run one benchmark"
+        "--only",
+        choices=[
+            "chain-sync",
+            "ingest",
+            "browser-upload",
+            "broker",
+            "training-speed",
+            "aggregation",
+            "load",
+            "calibration",
+            "federated-quality",
+        ],
+        help="run one benchmark",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs of every bench: spot checks, not figures"
     )
     parser.add_argument("--ingest-files", type=int, default=2048, help="512x512 CT slices")
     parser.add_argument("--broker-producers", type=int, default=4)
     parser.add_argument("--broker-messages", type=int, default=2500, help="per producer")
+    parser.add_argument("--training-steps", type=int, default=20)
+    parser.add_argument(
+        "--training-large",
+        action="store_true",
+        help="also time fasterrcnn_resnet50_fpn_v2 (a GPU node's model; slow on a CPU)",
+    )
+    parser.add_argument("--training-large-steps", type=int, default=10)
+    parser.add_argument(
+        "--aggregation-quick", action="store_true", help="aggregate the small model only"
+    )
+    parser.add_argument("--calibration-threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--calibration-quick", action="store_true", help="a smoke run: seconds, not figures"
+    )
+    parser.add_argument(
+        "--federated-quality-quick",
+        action="store_true",
+        help="the federated quality bench's quick mode (minutes, not half an hour)",
+    )
     args = parser.parse_args()
+    if args.quick:  # one switch for every bench's spot-check size
+        args.aggregation_quick = args.calibration_quick = args.federated_quality_quick = True
+        args.ingest_files = min(args.ingest_files, 128)
+        args.broker_messages = min(args.broker_messages, 250)
+        args.training_steps = min(args.training_steps, 5)
+        args.events = min(args.events, 100)
+        args.repeats = 1
 
     results: list[dict[str, Any]] = []
     figures: dict[str, dict[str, Any]] = {}
@@ -43,12 +84,47 @@ def main() -> int:
         import ingest  # runs its timed parts in subprocesses that never import torch
 
         figures.update(ingest.run(files=args.ingest_files))
+    if args.only in (None, "browser-upload"):
+        import browser_upload  # Debian's chromium; the page's modules against the CLI's
+
+        figures.update(browser_upload.run())
     if args.only in (None, "broker"):
         import broker  # its producers and consumer are processes of their own
 
         measured = broker.run(producers=args.broker_producers, count=args.broker_messages)
         figures["embedded_broker_messages_per_s"] = measured["figure"]
         results.append({"broker": measured["details"]})
+    if args.only in (None, "training-speed"):
+        import training_speed  # imports torch: after the benchmarks that must not
+
+        figures.update(training_speed.run(steps=args.training_steps))
+        if args.training_large:
+            figures.update(
+                training_speed.run(
+                    model="fasterrcnn_resnet50_fpn_v2", steps=args.training_large_steps, rounds=2
+                )
+            )
+    if args.only in (None, "aggregation"):
+        import aggregation  # each model measured in a process of its own
+
+        figures.update(aggregation.run(quick=args.aggregation_quick))
+    if args.only in (None, "load"):
+        import load  # starts its own stack: PostgreSQL, Redis, anvil and the web tier
+
+        load_figures, load_details = load.run(quick=args.quick)
+        figures.update(load_figures)
+        results.append({"load": load_details})
+    if args.only in (None, "calibration"):
+        import calibration  # trains fcos_tiny centrally and at each hospital alone
+
+        # the quality bench's centralized and local-only contestants, at its budget
+        measured = calibration.run(quick=args.calibration_quick, threads=args.calibration_threads)
+        figures.update(calibration.figures(measured))
+        results.append({"calibration": measured})
+    if args.only in (None, "federated-quality"):
+        import federated_quality  # trains FedAvg, robust rules, centralized and local-only
+
+        figures.update(federated_quality.run(quick=args.federated_quality_quick))
     if args.only in (None, "chain-sync"):
         result = _chain_sync(args)
         results.append(result)
@@ -71,12 +147,22 @@ def main() -> int:
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    kept = _previous_figures(args.out) if args.only else {}
+    args.out.write_text(json.dumps({**kept, **figures}, indent=2) + "\n")
     args.out.with_name(args.out.stem + "-details.json").write_text(
         json.dumps(details, indent=2) + "\n"
     )
     _print_figures(figures, args.out)
     return 0
+
+
+def _previous_figures(out: Path) -> dict[str, dict[str, Any]]:
+    """The rows an earlier run wrote: ``--only`` replaces its own and keeps the others."""
+    try:
+        previous = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return {}
+    return previous if isinstance(previous, dict) else {}
 
 
 def _chain_sync(args: argparse.Namespace) -> dict[str, Any]:

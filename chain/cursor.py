@@ -70,8 +70,10 @@ class EventCursor:
         self.batch_blocks = batch_blocks
         self.reorg_depth = reorg_depth
 
-    def poll(self, handle: Callable[[ChainEvent], None]) -> PollResult:
-        """Process one batch of at most ``batch_blocks`` blocks; save only once all handled."""
+    def poll(self, handle: Callable[[ChainEvent], None], *, until: int | None = None) -> PollResult:
+        """Process one batch of at most ``batch_blocks`` blocks, none past ``until`` (the
+        block another contract's cursor reached, when events here refer to its state);
+        save only once all handled."""
         last, last_hash = self.store.load()
         head = self.client.head()
         rewound = False
@@ -83,9 +85,10 @@ class EventCursor:
             if last < self.start_block:
                 last = None
         from_block = self.start_block if last is None else last + 1
-        if from_block > head:
+        end = head if until is None else min(head, until)
+        if from_block > end:
             return PollResult(0, head, from_block, from_block - 1, rewound)
-        to_block = min(head, from_block + self.batch_blocks - 1)
+        to_block = min(end, from_block + self.batch_blocks - 1)
         to_hash = self.client.block_hash(to_block)
         events = self.decoder.decode_all(self.client.get_logs(self.addresses, from_block, to_block))
         for event in events:

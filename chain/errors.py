@@ -1,4 +1,10 @@
-"""Contract reverts as Python exceptions named like the Solidity custom errors."""
+"""Contract reverts as Python exceptions named like the Solidity custom errors.
+
+Each contract prefixes its errors with its own name, as OpenZeppelin's do
+(``ConsortiumRegistryUnknownNode``, ``DatasetRegistryUnknownNode``; the shared bases'
+``MemberSignedInvalidSignature``, ``QuorumVoteAlreadyVoted``), so one name is one
+signature is one selector, and each selector decodes to its own Python class.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ class ContractError(Exception):
     """A contract call or transaction reverted; subclasses carry the Solidity error's name."""
 
     name = "ContractError"
+    signature: str | None = None  # e.g. "QuorumVoteAlreadyVoted(uint256,uint256)"
 
     def __init__(self, args_dict: dict[str, Any] | None = None, data: bytes = b"") -> None:
         self.args_dict: dict[str, Any] = dict(args_dict or {})
@@ -37,13 +44,30 @@ class ContractError(Exception):
 _CLASSES: dict[str, type[ContractError]] = {}
 
 
-def lookup(name: str) -> type[ContractError]:
-    """The exception class for the Solidity error ``name`` (one class per name, made on demand)."""
+def lookup(name: str, signature: str | None = None) -> type[ContractError]:
+    """The exception class for the Solidity error ``name`` (made on demand).
+
+    ``signature`` (from an ABI) pins the class to one selector: a second signature under the
+    same name would map two different errors to one class, and is refused.
+    """
     cls = _CLASSES.get(name)
     if cls is None:
         cls = type(name, (ContractError,), {"name": name, "__module__": __name__})
         _CLASSES[name] = cls
+    if signature is not None:
+        if cls.signature is None:
+            cls.signature = signature
+        elif cls.signature != signature:
+            raise TypeError(
+                f"the error {name} is declared both as {cls.signature} and as {signature}: "
+                "prefix each contract's errors with its name"
+            )
     return cls
+
+
+def error_signature(item: Mapping[str, Any]) -> str:
+    """``Name(type,...)`` of an ABI error entry, the text its selector hashes."""
+    return f"{item['name']}({','.join(_abi_type(p) for p in item['inputs'])})"
 
 
 TransactionReverted = lookup("TransactionReverted")  # reverted without data we can decode
@@ -68,8 +92,7 @@ def error_selectors(abi: Sequence[Mapping[str, Any]]) -> dict[bytes, Mapping[str
     out: dict[bytes, Mapping[str, Any]] = {}
     for item in abi:
         if item.get("type") == "error":
-            sig = f"{item['name']}({','.join(_abi_type(p) for p in item['inputs'])})"
-            out[function_signature_to_4byte_selector(sig)] = item
+            out[function_signature_to_4byte_selector(error_signature(item))] = item
     return out
 
 
@@ -138,4 +161,5 @@ def decode_data(data: bytes, abi: Sequence[Mapping[str, Any]]) -> ContractError:
         for t, v in zip(types, abi_decode(types, body), strict=True)
     ]
     names = [p["name"] or f"arg{i}" for i, p in enumerate(item["inputs"])]
-    return lookup(item["name"])(dict(zip(names, values, strict=True)), data)
+    cls = lookup(item["name"], error_signature(item))
+    return cls(dict(zip(names, values, strict=True)), data)

@@ -46,6 +46,7 @@ mkdirSync(outDir, { recursive: true });
 for (const [source, contracts] of Object.entries(output.contracts)) {
   for (const [name, c] of Object.entries(contracts)) {
     if (source !== `src/${name}.sol`) continue; // only our contracts, each named after its file
+    if (!c.evm.bytecode.object) continue; // interfaces and abstract bases deploy nothing
     const artifact = {
       contractName: name,
       abi: c.abi,

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "channels",
     "portal.core",
     "portal.consortium",
@@ -140,6 +141,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # One psycopg pool per process instead of a new connection per request: under ASGI each
+    # request runs in a thread of its own, so without a cap ~100 concurrent requests would
+    # take all of PostgreSQL's max_connections (docs/load.md sizes the pool). A request that
+    # waits longer than the timeout for a connection fails; 0 as max size turns pooling off.
+    _pool_max = env.int("DATABASE_POOL_MAX_SIZE", default=8)
+    if _pool_max > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with it
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(env.int("DATABASE_POOL_MIN_SIZE", default=1), _pool_max),
+            "max_size": _pool_max,
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=20.0),
+        }
 # A hospital node (`manage.py run_node`) talks to the portal only through the
 # broker and the REST API: it gets no database at all.
 ROLE = env.str("MEDCHAIN_ROLE", default="portal")
@@ -157,6 +171,17 @@ AUTH_PASSWORD_VALIDATORS = [
 SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_SECONDS", default=8 * 3600)
 # Sign-in lockout (portal/core/signin.py): this many failed passwords or two-factor codes in
 # one window lock the account, and separately the client address, until the window ends.
+# Staff invitations are mailed through Django's email backend: the console in the embedded
+# stack (the demo prints them), SMTP (EMAIL_HOST, EMAIL_PORT...) once production sets it.
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if PRODUCTION
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="MedChain <noreply@medchain.invalid>")
 SIGNIN_MAX_FAILURES_PER_ACCOUNT = env.int("SIGNIN_MAX_FAILURES_PER_ACCOUNT", default=10)
 SIGNIN_MAX_FAILURES_PER_ADDRESS = env.int("SIGNIN_MAX_FAILURES_PER_ADDRESS", default=50)
 SIGNIN_LOCKOUT_SECONDS = env.int("SIGNIN_LOCKOUT_SECONDS", default=15 * 60)
@@ -195,7 +220,7 @@ CACHES: dict[str, dict[str, object]]
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "portal.core.cache.SharedRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "medchain",
         }
@@ -319,6 +344,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "portal.core.schema.PortalAutoSchema",
     "EXCEPTION_HANDLER": "portal.core.apis.exception_handler",
+    # Every list route (a ListAPIView) answers a page: docs/load.md, "Pagination".
+    "DEFAULT_PAGINATION_CLASS": "portal.core.pagination.PortalPagination",
     # /health is polled by load balancers: enough for one every second, not for a flood.
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "health": env.str("HEALTH_RATE", "120/min")},
     # How many reverse proxies of our own stand in front of the portal: the client address is

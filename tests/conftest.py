@@ -7,9 +7,10 @@ production-stack tests in tests/e2e use a real anvil node instead.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -68,8 +69,8 @@ def chain_client() -> ChainClient:
 @pytest.fixture
 def consortium(db, chain_client, settings, tmp_path: Path) -> Iterator[list[Founder]]:
     """A freshly deployed registry with three founding hospitals, mirrored into the database."""
-    from chain.registry import ConsortiumRegistry
-    from chain.registry import Founder as ChainFounder
+    from chain.consortium_registry import ConsortiumRegistry
+    from chain.consortium_registry import Founder as ChainFounder
     from portal.consortium import services
     from portal.core import chain as portal_chain
     from portal.core.models import ContractDeployment
@@ -103,7 +104,7 @@ def consortium(db, chain_client, settings, tmp_path: Path) -> Iterator[list[Foun
     )
     portal_chain.use_client(chain_client)
     for f in founders:
-        services.member_found(
+        services.founding_member_record(
             name=f.name,
             contact_email=f"admin@{f.name.split()[0].lower().rstrip('.')}.example",
             governance_address=f.address,
@@ -164,50 +165,43 @@ def applicant(consortium, applicant_keys):
     )
 
 
+def _founder_staff(founder: Founder, username: str, password: str, email: str, role: str) -> Any:
+    """A login of a founding hospital, created as its admin would (``staff_create``)."""
+    from portal.consortium import services
+    from portal.consortium.models import Member
+
+    member = Member.objects.get(governance_address=founder.address)
+    return services.staff_create(
+        member=member, username=username, password=password, email=email, role=role
+    ).user
+
+
 @pytest.fixture
 def member_admin(consortium):
     """The admin of the first founding hospital."""
-    from portal.consortium import services
-    from portal.consortium.models import Member, Staff
+    from portal.consortium.models import Staff
 
-    member = Member.objects.get(governance_address=consortium[0].address)
-    return services.staff_create(
-        member=member,
-        username="mary-admin",
-        password="mary-pass-123",
-        email="admin@mary.example",
-        role=Staff.Role.ADMIN,
-    ).user
+    return _founder_staff(
+        consortium[0], "mary-admin", "mary-pass-123", "admin@mary.example", Staff.Role.ADMIN
+    )
 
 
 @pytest.fixture
 def second_admin(consortium):
-    from portal.consortium import services
-    from portal.consortium.models import Member, Staff
+    from portal.consortium.models import Staff
 
-    member = Member.objects.get(governance_address=consortium[1].address)
-    return services.staff_create(
-        member=member,
-        username="city-admin",
-        password="city-pass-123",
-        email="admin@city.example",
-        role=Staff.Role.ADMIN,
-    ).user
+    return _founder_staff(
+        consortium[1], "city-admin", "city-pass-123", "admin@city.example", Staff.Role.ADMIN
+    )
 
 
 @pytest.fixture
 def clinician(consortium):
-    from portal.consortium import services
-    from portal.consortium.models import Member, Staff
+    from portal.consortium.models import Staff
 
-    member = Member.objects.get(governance_address=consortium[0].address)
-    return services.staff_create(
-        member=member,
-        username="mary-clinician",
-        password="mary-pass-123",
-        email="doc@mary.example",
-        role=Staff.Role.CLINICIAN,
-    ).user
+    return _founder_staff(
+        consortium[0], "mary-clinician", "mary-pass-123", "doc@mary.example", Staff.Role.CLINICIAN
+    )
 
 
 @pytest.fixture
@@ -217,9 +211,17 @@ def outsider(applicant):
 
 
 @pytest.fixture
+def api_as() -> Callable[[Any], Any]:
+    """`api_as(user)`: an API client acting as `user` (None: anonymous)."""
+    from tests.factories import api_client
+
+    return api_client
+
+
+@pytest.fixture
 def datasets_chain(consortium, chain_client, settings, tmp_path: Path):
     """The DatasetRegistry deployed against the consortium's registry; chunks stored under tmp."""
-    from chain.datasets import DatasetRegistry
+    from chain.dataset_registry import DatasetRegistry
     from portal.core import chain as portal_chain
     from portal.core.models import ContractDeployment
 

@@ -17,6 +17,8 @@ from rest_framework.test import APIClient
 
 from portal.consortium.models import Invitation, Member, Proposal, Role, Staff, Vote
 from portal.core.models import ChainEventRecord, ChainSyncState
+from portal.datasets.models import Dataset, DatasetVersion, Grant
+from portal.nodes.models import Node
 
 PASSWORD = "a-long-pass-123"
 
@@ -109,7 +111,7 @@ class ChainSyncStateFactory(factory.django.DjangoModelFactory):
         model = ChainSyncState
         django_get_or_create = ["name"]
 
-    name = "registry"
+    name = "ConsortiumRegistry"
     last_block = 41
     head_block = 42
     last_success_at = factory.LazyFunction(timezone.now)
@@ -125,6 +127,75 @@ class ChainEventRecordFactory(factory.django.DjangoModelFactory):
     log_index = 0
     name = "ProposalOpened"
     args = factory.LazyFunction(lambda: {"proposalId": 1})
+
+
+def _hex32(n: int) -> str:
+    return "0x" + f"{n:064x}"
+
+
+class NodeFactory(factory.django.DjangoModelFactory):
+    """A node mirrored as if registered on chain (no chain knows it)."""
+
+    class Meta:
+        model = Node
+
+    member = factory.SubFactory(ActiveMemberFactory)
+    node_id = factory.Sequence(lambda n: _hex32(0x6000 + n))
+    label = factory.Sequence(lambda n: f"node-{n}")
+    signer_address = factory.Sequence(lambda n: _address(0x600 + n))
+    data_public_key = factory.Sequence(lambda n: _hex32(0x7000 + n))
+    registered_block = 9
+
+
+class DatasetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Dataset
+
+    owner = factory.SubFactory(ActiveMemberFactory)
+    title = factory.Sequence(lambda n: f"Phantom CT {n}")
+    modality = "CT"
+    instances = 20
+    annotated_instances = 20
+    boxes = 20
+    status = Dataset.Status.ACTIVE
+
+
+class DatasetVersionFactory(factory.django.DjangoModelFactory):
+    """An anchored version whose manifest is a stand-in (no chunks behind it)."""
+
+    class Meta:
+        model = DatasetVersion
+
+    dataset = factory.SubFactory(DatasetFactory)
+    number = 1
+    manifest = factory.LazyAttribute(lambda v: {"dataset_id": str(v.dataset.id), "chunks": []})
+    manifest_sha256 = factory.Sequence(lambda n: _hex32(0x8000 + n))
+    signature = "0x" + "11" * 65
+    signer_address = factory.LazyAttribute(lambda v: v.dataset.owner.governance_address)
+    signature_nonce = 0
+    chunk_count = 1
+    ciphertext_size = 1024
+    state = DatasetVersion.State.ANCHORED
+    anchored_tx = factory.Sequence(lambda n: _hex32(0x9000 + n))
+    anchored_block = 12
+
+
+class GrantFactory(factory.django.DjangoModelFactory):
+    """An active grant of a version to a node of the same member."""
+
+    class Meta:
+        model = Grant
+
+    version = factory.SubFactory(DatasetVersionFactory)
+    node = factory.SubFactory(NodeFactory, member=factory.SelfAttribute("..version.dataset.owner"))
+    wrapped_key = "0x" + "22" * 92
+    grant_hash = factory.Sequence(lambda n: _hex32(0xA000 + n))
+    signature = "0x" + "33" * 65
+    signer_address = factory.LazyAttribute(lambda g: g.version.dataset.owner.governance_address)
+    signature_nonce = 1
+    state = Grant.State.ACTIVE
+    recorded_tx = factory.Sequence(lambda n: _hex32(0xB000 + n))
+    recorded_block = 13
 
 
 class TOTPDeviceFactory(factory.django.DjangoModelFactory):
@@ -158,6 +229,18 @@ def verified_login(client: Client, user: Any) -> TOTPDevice:
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
     return device
+
+
+def signed_in(user: Any) -> Client:
+    """A client signed in as `user`, second factor verified (admins need it)."""
+    client = Client()
+    verified_login(client, user)
+    return client
+
+
+def messages_of(response: Any) -> list[str]:
+    """The flash messages a (followed) page response carries."""
+    return [str(m) for m in response.context["messages"]] if response.context else []
 
 
 def wallet_sign(key: str, typed_data: dict[str, Any]) -> str:

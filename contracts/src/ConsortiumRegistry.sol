@@ -1,71 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.37;
 
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
+import {IConsortiumRegistry} from "./IConsortiumRegistry.sol";
+import {MemberSigned} from "./MemberSigned.sol";
+import {QuorumVote} from "./QuorumVote.sol";
 
 /// @title MedChain consortium registry
 /// @notice Who the members are, their keys, delegates and training nodes, and the
 /// proposals (admission, removal, governance rotation) by which hospital members
 /// change the membership. Every member action can be sent directly by the member's
 /// governance address or relayed with its EIP-712 signature.
-contract ConsortiumRegistry is EIP712, Nonces {
-    enum Role {
-        None,
-        Hospital,
-        DiagnosticServer
-    }
-
-    enum Scope {
-        None,
-        Data,
-        Node
-    }
-
-    enum ProposalKind {
-        Admission,
-        Removal,
-        Rotation
-    }
-
-    enum ProposalStatus {
-        None,
-        Open,
-        Accepted,
-        Rejected
-    }
-
-    struct Member {
-        address governance;
-        Role role;
-        bytes32 dataKey;
-        bytes32 nameHash;
-        bool active;
-        uint64 joinedEpoch;
-    }
-
-    struct Proposal {
+contract ConsortiumRegistry is IConsortiumRegistry, MemberSigned, QuorumVote {
+    /// @dev A proposal's change; its vote lives in {QuorumVote}.
+    struct Change {
         ProposalKind kind;
-        ProposalStatus status;
         uint256 subjectId;
         address account;
         Role role;
         bytes32 dataKey;
         bytes32 nameHash;
         uint256 sponsorId;
-        uint64 epoch;
-        uint64 deadline;
-        uint32 eligible;
-        uint32 yes;
-        uint32 no;
-    }
-
-    struct Node {
-        uint256 memberId;
-        address signer;
-        bytes32 dataKey;
-        bool active;
     }
 
     struct Delegation {
@@ -94,61 +48,35 @@ contract ConsortiumRegistry is EIP712, Nonces {
     bytes32 private constant _PROPOSE_ROTATION_TYPEHASH =
         keccak256("ProposeRotation(uint256 memberId,address newGovernance,uint256 nonce)");
 
-    uint16 private immutable _quorumBps;
-    uint64 private immutable _votingPeriod;
-
     Member[] private _members; // index = memberId - 1
     mapping(address governance => uint256 memberId) private _memberIdOf;
     uint256 private _hospitalCount;
     uint64 private _epoch;
 
-    Proposal[] private _proposals; // index = proposalId - 1
-    mapping(uint256 proposalId => mapping(uint256 memberId => uint8 ballot)) private _ballots;
+    Change[] private _changes; // index = proposalId - 1
     mapping(address account => uint256 proposalId) private _pendingAccount; // applicant or rotation target
     mapping(uint256 memberId => uint256 proposalId) private _pendingChange;
 
     mapping(address delegate => Delegation) private _delegations;
     mapping(bytes32 nodeId => Node) private _nodes;
 
-    event ProposalOpened(
-        uint256 indexed proposalId, uint8 kind, uint256 indexed sponsorId, address subject, uint256 eligible, uint64 deadline
-    );
-    event VoteCast(uint256 indexed proposalId, uint256 indexed memberId, bool support, uint256 yes, uint256 no);
-    event ProposalDecided(uint256 indexed proposalId, bool accepted, uint256 yes, uint256 no);
-    event MemberAdmitted(
-        uint256 indexed memberId, address indexed governance, uint8 role, bytes32 dataKey, bytes32 nameHash
-    );
-    event MemberRemoved(uint256 indexed memberId);
-    event GovernanceRotated(uint256 indexed memberId, address previous, address current);
-    event DelegateSet(uint256 indexed memberId, address indexed delegate, uint8 scope, bool enabled);
-    event NodeRegistered(uint256 indexed memberId, bytes32 indexed nodeId, address signer, bytes32 dataKey);
-    event NodeRevoked(uint256 indexed memberId, bytes32 indexed nodeId);
-    event NodeKeyRotated(uint256 indexed memberId, bytes32 indexed nodeId, bytes32 dataKey);
-
-    error InvalidConfiguration();
-    error InvalidRole(uint8 role);
-    error InvalidScope(uint8 scope);
-    error InvalidAddress(address account);
-    error TooManyMembers(uint256 max);
-    error NotMember(address account);
-    error NotHospital(uint256 memberId);
-    error UnknownMember(uint256 memberId);
-    error MemberInactive(uint256 memberId);
-    error AddressInUse(address account);
-    error InvalidSignature(address expected, address recovered);
-    error AddressPending(address account, uint256 proposalId);
-    error ChangePending(uint256 memberId, uint256 proposalId);
-    error UnknownProposal(uint256 proposalId);
-    error ProposalClosed(uint256 proposalId, uint8 status);
-    error ProposalExpired(uint256 proposalId, uint64 deadline);
-    error ProposalNotExpired(uint256 proposalId, uint64 deadline);
-    error AlreadyVoted(uint256 proposalId, uint256 memberId);
-    error NotEligible(uint256 proposalId, uint256 memberId);
-    error DelegateTaken(address delegate, uint256 memberId);
-    error UnknownDelegate(address delegate, uint256 memberId);
-    error NodeExists(bytes32 nodeId);
-    error InvalidNode(bytes32 nodeId);
-    error UnknownNode(bytes32 nodeId, uint256 memberId);
+    error ConsortiumRegistryInvalidConfiguration();
+    error ConsortiumRegistryInvalidRole(uint8 role);
+    error ConsortiumRegistryInvalidScope(uint8 scope);
+    error ConsortiumRegistryInvalidAddress(address account);
+    error ConsortiumRegistryTooManyMembers(uint256 max);
+    error ConsortiumRegistryNotMember(address account);
+    error ConsortiumRegistryNotHospital(uint256 memberId);
+    error ConsortiumRegistryUnknownMember(uint256 memberId);
+    error ConsortiumRegistryMemberInactive(uint256 memberId);
+    error ConsortiumRegistryAddressInUse(address account);
+    error ConsortiumRegistryAddressPending(address account, uint256 proposalId);
+    error ConsortiumRegistryChangePending(uint256 memberId, uint256 proposalId);
+    error ConsortiumRegistryDelegateTaken(address delegate, uint256 memberId);
+    error ConsortiumRegistryUnknownDelegate(address delegate, uint256 memberId);
+    error ConsortiumRegistryNodeExists(bytes32 nodeId);
+    error ConsortiumRegistryInvalidNode(bytes32 nodeId);
+    error ConsortiumRegistryUnknownNode(bytes32 nodeId, uint256 memberId);
 
     /// @notice Sets the founding members (epoch 0) and the voting rules, fixed for the contract's life.
     /// @param governances Founding members' governance addresses.
@@ -164,29 +92,16 @@ contract ConsortiumRegistry is EIP712, Nonces {
         bytes32[] memory nameHashes,
         uint16 quorumBps_,
         uint64 votingPeriod_
-    ) EIP712("MedChain Consortium", "1") {
+    ) MemberSigned("MedChain Consortium", "1") QuorumVote(quorumBps_, votingPeriod_) {
         uint256 n = governances.length;
-        if (
-            n == 0 || roles.length != n || dataKeys.length != n || nameHashes.length != n || quorumBps_ == 0
-                || quorumBps_ >= 10000 || votingPeriod_ == 0
-        ) revert InvalidConfiguration();
-        if (n > MAX_MEMBERS) revert TooManyMembers(MAX_MEMBERS);
-        _quorumBps = quorumBps_;
-        _votingPeriod = votingPeriod_;
+        if (n == 0 || roles.length != n || dataKeys.length != n || nameHashes.length != n) {
+            revert ConsortiumRegistryInvalidConfiguration();
+        }
+        if (n > MAX_MEMBERS) revert ConsortiumRegistryTooManyMembers(MAX_MEMBERS);
         for (uint256 i = 0; i < n; ++i) {
             _admit(governances[i], _role(roles[i]), dataKeys[i], nameHashes[i], 0);
         }
-        if (_hospitalCount == 0) revert InvalidConfiguration();
-    }
-
-    /// @notice The quorum in basis points of the eligible hospitals.
-    function quorumBps() external view returns (uint16) {
-        return _quorumBps;
-    }
-
-    /// @notice How long a proposal stays open, in seconds.
-    function votingPeriod() external view returns (uint64) {
-        return _votingPeriod;
+        if (_hospitalCount == 0) revert ConsortiumRegistryInvalidConfiguration();
     }
 
     /// @notice Number of members ever admitted (ids run from 1 to this).
@@ -211,23 +126,23 @@ contract ConsortiumRegistry is EIP712, Nonces {
 
     /// @notice Number of proposals ever opened (ids run from 1 to this).
     function proposalCount() external view returns (uint256) {
-        return _proposals.length;
+        return _changes.length;
     }
 
     /// @notice A proposal by id.
     function proposal(uint256 proposalId) external view returns (Proposal memory) {
-        return _proposal(proposalId);
-    }
-
-    /// @notice How a member voted: 0 not yet, 1 yes, 2 no.
-    function ballotOf(uint256 proposalId, uint256 memberId) external view returns (uint8) {
-        return _ballots[proposalId][memberId];
+        Tally storage t = _tally(proposalId);
+        Change storage c = _changes[proposalId - 1];
+        return Proposal(
+            c.kind, uint8(t.status), c.subjectId, c.account, c.role, c.dataKey, c.nameHash, c.sponsorId, t.snapshot,
+            t.deadline, t.eligible, t.yes, t.no
+        );
     }
 
     /// @notice The member a delegate acts for, and in which scope.
-    function delegateOf(address delegate) external view returns (uint256 memberId, uint8 scope) {
+    function delegateOf(address delegate) external view returns (uint256 memberId, Scope scope) {
         Delegation storage d = _delegations[delegate];
-        return (d.memberId, uint8(d.scope));
+        return (d.memberId, d.scope);
     }
 
     /// @notice A training node by id.
@@ -296,21 +211,19 @@ contract ConsortiumRegistry is EIP712, Nonces {
 
     /// @notice Vote on an open proposal; the deciding vote applies the outcome.
     function vote(uint256 proposalId, bool support) external {
-        _vote(proposalId, _activeMemberId(msg.sender), support);
+        _castVote(proposalId, _activeMemberId(msg.sender), support);
     }
 
     /// @notice Relayed form of {vote}, signed by the voter's governance key.
     function voteBySig(uint256 proposalId, bool support, address voter, bytes calldata signature) external {
         bytes32 structHash = keccak256(abi.encode(_VOTE_TYPEHASH, proposalId, support, voter, _useNonce(voter)));
         _checkSignature(voter, structHash, signature);
-        _vote(proposalId, _activeMemberId(voter), support);
+        _castVote(proposalId, _activeMemberId(voter), support);
     }
 
     /// @notice Reject a proposal whose deadline passed undecided; anyone may call it.
     function finalize(uint256 proposalId) external {
-        Proposal storage p = _openProposal(proposalId);
-        if (block.timestamp < p.deadline) revert ProposalNotExpired(proposalId, p.deadline);
-        _decide(proposalId, p, false);
+        _finalize(proposalId);
     }
 
     /// @notice Register (or revoke) an address that may act for the sender's member in one scope.
@@ -376,47 +289,30 @@ contract ConsortiumRegistry is EIP712, Nonces {
     }
 
     function _role(uint8 role) private pure returns (Role) {
-        if (role != uint8(Role.Hospital) && role != uint8(Role.DiagnosticServer)) revert InvalidRole(role);
+        if (role != uint8(Role.Hospital) && role != uint8(Role.DiagnosticServer)) revert ConsortiumRegistryInvalidRole(role);
         return Role(role);
     }
 
     function _member(uint256 memberId) private view returns (Member storage) {
-        if (memberId == 0 || memberId > _members.length) revert UnknownMember(memberId);
+        if (memberId == 0 || memberId > _members.length) revert ConsortiumRegistryUnknownMember(memberId);
         return _members[memberId - 1];
-    }
-
-    function _proposal(uint256 proposalId) private view returns (Proposal storage) {
-        if (proposalId == 0 || proposalId > _proposals.length) revert UnknownProposal(proposalId);
-        return _proposals[proposalId - 1];
-    }
-
-    function _openProposal(uint256 proposalId) private view returns (Proposal storage p) {
-        p = _proposal(proposalId);
-        if (p.status != ProposalStatus.Open) revert ProposalClosed(proposalId, uint8(p.status));
     }
 
     function _activeMemberId(address account) private view returns (uint256 memberId) {
         memberId = _memberIdOf[account];
-        if (memberId == 0) revert NotMember(account);
+        if (memberId == 0) revert ConsortiumRegistryNotMember(account);
     }
 
     function _activeHospital(address account) private view returns (uint256 memberId) {
         memberId = _activeMemberId(account);
-        if (_members[memberId - 1].role != Role.Hospital) revert NotHospital(memberId);
-    }
-
-    function _checkSignature(address expected, bytes32 structHash, bytes calldata signature) private view {
-        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(_hashTypedDataV4(structHash), signature);
-        if (err != ECDSA.RecoverError.NoError || recovered != expected) {
-            revert InvalidSignature(expected, recovered);
-        }
+        if (_members[memberId - 1].role != Role.Hospital) revert ConsortiumRegistryNotHospital(memberId);
     }
 
     function _requireUnused(address account) private view {
-        if (account == address(0)) revert InvalidAddress(account);
-        if (_memberIdOf[account] != 0 || _delegations[account].memberId != 0) revert AddressInUse(account);
+        if (account == address(0)) revert ConsortiumRegistryInvalidAddress(account);
+        if (_memberIdOf[account] != 0 || _delegations[account].memberId != 0) revert ConsortiumRegistryAddressInUse(account);
         uint256 pending = _pendingAccount[account];
-        if (pending != 0) revert AddressPending(account, pending);
+        if (pending != 0) revert ConsortiumRegistryAddressPending(account, pending);
     }
 
     /// @dev Founders join at epoch 0; each later admission starts a new epoch, so a
@@ -425,13 +321,13 @@ contract ConsortiumRegistry is EIP712, Nonces {
         private
         returns (uint256 id)
     {
-        if (_members.length >= MAX_MEMBERS) revert TooManyMembers(MAX_MEMBERS);
+        if (_members.length >= MAX_MEMBERS) revert ConsortiumRegistryTooManyMembers(MAX_MEMBERS);
         _requireUnused(governance);
         _members.push(Member(governance, role, dataKey, nameHash, true, epoch));
         id = _members.length;
         _memberIdOf[governance] = id;
         if (role == Role.Hospital) ++_hospitalCount;
-        emit MemberAdmitted(id, governance, uint8(role), dataKey, nameHash);
+        emit MemberAdmitted(id, governance, role, dataKey, nameHash, epoch);
     }
 
     function _open(
@@ -443,16 +339,28 @@ contract ConsortiumRegistry is EIP712, Nonces {
         bytes32 dataKey,
         bytes32 nameHash
     ) private returns (uint256 proposalId) {
-        uint64 deadline = uint64(block.timestamp) + _votingPeriod;
-        uint32 eligible = uint32(_hospitalCount);
-        _proposals.push(
-            Proposal(
-                kind, ProposalStatus.Open, subjectId, account, role, dataKey, nameHash, sponsorId, _epoch, deadline,
-                eligible, 0, 0
-            )
+        _changes.push(Change(kind, subjectId, account, role, dataKey, nameHash, sponsorId));
+        proposalId = _changes.length;
+        _openVote(proposalId, _epoch, uint32(_hospitalCount));
+        _emitOpened(proposalId);
+    }
+
+    function _emitOpened(uint256 proposalId) private {
+        Change storage c = _changes[proposalId - 1];
+        Tally storage t = _tally(proposalId);
+        emit ProposalOpened(
+            proposalId,
+            c.kind,
+            c.sponsorId,
+            c.subjectId,
+            c.account,
+            c.role,
+            c.dataKey,
+            c.nameHash,
+            t.snapshot,
+            t.eligible,
+            t.deadline
         );
-        proposalId = _proposals.length;
-        emit ProposalOpened(proposalId, uint8(kind), sponsorId, account, eligible, deadline);
     }
 
     function _sponsor(
@@ -478,9 +386,9 @@ contract ConsortiumRegistry is EIP712, Nonces {
         returns (uint256 proposalId)
     {
         Member storage m = _member(memberId);
-        if (!m.active) revert MemberInactive(memberId);
+        if (!m.active) revert ConsortiumRegistryMemberInactive(memberId);
         uint256 pending = _pendingChange[memberId];
-        if (pending != 0) revert ChangePending(memberId, pending);
+        if (pending != 0) revert ConsortiumRegistryChangePending(memberId, pending);
         address account = kind == ProposalKind.Rotation ? newGovernance : m.governance;
         proposalId = _open(kind, sponsorId, memberId, account, m.role, m.dataKey, m.nameHash);
         _pendingChange[memberId] = proposalId;
@@ -489,45 +397,29 @@ contract ConsortiumRegistry is EIP712, Nonces {
 
     function _proposeRotation(address proposer, uint256 memberId, address newGovernance) private returns (uint256) {
         uint256 proposerId = _activeMemberId(proposer);
-        if (proposerId != memberId && _members[proposerId - 1].role != Role.Hospital) revert NotHospital(proposerId);
+        if (proposerId != memberId && _members[proposerId - 1].role != Role.Hospital) revert ConsortiumRegistryNotHospital(proposerId);
         _requireUnused(newGovernance);
         return _proposeChange(proposerId, memberId, ProposalKind.Rotation, newGovernance);
     }
 
-    function _passes(uint256 yes, uint256 eligible) private view returns (bool) {
-        return yes * 10000 > uint256(_quorumBps) * eligible;
-    }
-
-    function _vote(uint256 proposalId, uint256 memberId, bool support) private {
-        Proposal storage p = _openProposal(proposalId);
-        if (block.timestamp >= p.deadline) revert ProposalExpired(proposalId, p.deadline);
+    /// @dev Hospitals that joined by the proposal's epoch; a removed one is stopped earlier,
+    /// by {_activeMemberId}.
+    function _eligibleAt(uint256 memberId, uint64 snapshot) internal view override returns (bool) {
         Member storage m = _members[memberId - 1];
-        if (m.role != Role.Hospital || m.joinedEpoch > p.epoch) revert NotEligible(proposalId, memberId);
-        if (_ballots[proposalId][memberId] != 0) revert AlreadyVoted(proposalId, memberId);
-        _ballots[proposalId][memberId] = support ? 1 : 2;
-        if (support) ++p.yes;
-        else ++p.no;
-        emit VoteCast(proposalId, memberId, support, p.yes, p.no);
-        if (_passes(p.yes, p.eligible)) {
-            _decide(proposalId, p, true);
-        } else if (!_passes(uint256(p.eligible) - p.no, p.eligible)) {
-            // Even if every remaining eligible member voted yes, the quorum is out of reach.
-            _decide(proposalId, p, false);
-        }
+        return m.role == Role.Hospital && m.joinedEpoch <= snapshot;
     }
 
-    function _decide(uint256 proposalId, Proposal storage p, bool accepted) private {
-        if (p.kind != ProposalKind.Removal) delete _pendingAccount[p.account];
-        if (p.kind != ProposalKind.Admission) delete _pendingChange[p.subjectId];
-        p.status = accepted ? ProposalStatus.Accepted : ProposalStatus.Rejected;
-        emit ProposalDecided(proposalId, accepted, p.yes, p.no);
+    function _decided(uint256 proposalId, bool accepted) internal override {
+        Change storage c = _changes[proposalId - 1];
+        if (c.kind != ProposalKind.Removal) delete _pendingAccount[c.account];
+        if (c.kind != ProposalKind.Admission) delete _pendingChange[c.subjectId];
         if (!accepted) return;
-        if (p.kind == ProposalKind.Admission) {
-            _admit(p.account, p.role, p.dataKey, p.nameHash, ++_epoch);
-        } else if (p.kind == ProposalKind.Removal) {
-            _remove(p.subjectId);
+        if (c.kind == ProposalKind.Admission) {
+            _admit(c.account, c.role, c.dataKey, c.nameHash, ++_epoch);
+        } else if (c.kind == ProposalKind.Removal) {
+            _remove(c.subjectId);
         } else {
-            _rotate(p.subjectId, p.account);
+            _rotate(c.subjectId, c.account);
         }
     }
 
@@ -549,31 +441,31 @@ contract ConsortiumRegistry is EIP712, Nonces {
     }
 
     function _setDelegate(uint256 memberId, address delegate, uint8 scope, bool enabled) private {
-        if (scope != uint8(Scope.Data) && scope != uint8(Scope.Node)) revert InvalidScope(scope);
+        if (scope != uint8(Scope.Data) && scope != uint8(Scope.Node)) revert ConsortiumRegistryInvalidScope(scope);
         Delegation storage d = _delegations[delegate];
         if (enabled) {
-            if (d.memberId != 0 && d.memberId != memberId) revert DelegateTaken(delegate, d.memberId);
+            if (d.memberId != 0 && d.memberId != memberId) revert ConsortiumRegistryDelegateTaken(delegate, d.memberId);
             if (d.memberId == 0) _requireUnused(delegate);
             d.memberId = memberId;
             d.scope = Scope(scope);
         } else {
-            if (d.memberId != memberId || uint8(d.scope) != scope) revert UnknownDelegate(delegate, memberId);
+            if (d.memberId != memberId || uint8(d.scope) != scope) revert ConsortiumRegistryUnknownDelegate(delegate, memberId);
             delete _delegations[delegate];
         }
-        emit DelegateSet(memberId, delegate, scope, enabled);
+        emit DelegateSet(memberId, delegate, Scope(scope), enabled);
     }
 
     function _registerNode(uint256 memberId, bytes32 nodeId, address signer, bytes32 dataKey) private {
-        if (signer == address(0)) revert InvalidAddress(signer);
-        if (nodeId == bytes32(0)) revert InvalidNode(nodeId);
-        if (_nodes[nodeId].memberId != 0) revert NodeExists(nodeId);
+        if (signer == address(0)) revert ConsortiumRegistryInvalidAddress(signer);
+        if (nodeId == bytes32(0)) revert ConsortiumRegistryInvalidNode(nodeId);
+        if (_nodes[nodeId].memberId != 0) revert ConsortiumRegistryNodeExists(nodeId);
         _nodes[nodeId] = Node(memberId, signer, dataKey, true);
         emit NodeRegistered(memberId, nodeId, signer, dataKey);
     }
 
     function _ownNode(uint256 memberId, bytes32 nodeId) private view returns (Node storage n) {
         n = _nodes[nodeId];
-        if (n.memberId != memberId || !n.active) revert UnknownNode(nodeId, memberId);
+        if (n.memberId != memberId || !n.active) revert ConsortiumRegistryUnknownNode(nodeId, memberId);
     }
 
     function _revokeNode(uint256 memberId, bytes32 nodeId) private {

@@ -1,34 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.37;
 
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
-
-/// @notice The views of the ConsortiumRegistry that the dataset registry reads membership from.
-/// @dev Enums travel as uint8 in the ABI, so these structs decode the registry's own.
-interface IConsortiumRegistry {
-    struct Member {
-        address governance;
-        uint8 role;
-        bytes32 dataKey;
-        bytes32 nameHash;
-        bool active;
-        uint64 joinedEpoch;
-    }
-
-    struct Node {
-        uint256 memberId;
-        address signer;
-        bytes32 dataKey;
-        bool active;
-    }
-
-    function memberIdOf(address governance) external view returns (uint256);
-    function member(uint256 memberId) external view returns (Member memory);
-    function delegateOf(address delegate) external view returns (uint256 memberId, uint8 scope);
-    function node(bytes32 nodeId) external view returns (Node memory);
-}
+import {IConsortiumRegistry} from "./IConsortiumRegistry.sol";
+import {MemberSigned} from "./MemberSigned.sol";
 
 /// @title MedChain dataset registry
 /// @notice Anchors the hashes of encrypted-dataset manifests, version by version, and the
@@ -41,7 +15,11 @@ interface IConsortiumRegistry {
 /// A dataset id carries its owner: the high 128 bits are the owning member's id and the low
 /// 128 bits the uuid the member chose ({datasetIdOf}). An anchor is refused unless the id's
 /// member is the signer's, so nobody can anchor first under an id another member will use.
-contract DatasetRegistry is EIP712, Nonces {
+///
+/// Anchors and withdrawals spend the signer's one nonce sequence; grants and revocations the
+/// signer's sequence for their (dataset, node) pair ({grantNonceKey}), so grants signed together
+/// in advance land or fail each on its own.
+contract DatasetRegistry is MemberSigned {
     struct Dataset {
         uint256 ownerId;
         uint32 latestVersion;
@@ -53,9 +31,6 @@ contract DatasetRegistry is EIP712, Nonces {
         bytes32 grantHash;
         bool active;
     }
-
-    /// @dev ConsortiumRegistry's Scope.Data.
-    uint8 private constant _SCOPE_DATA = 1;
 
     bytes32 private constant _ANCHOR_MANIFEST_TYPEHASH = keccak256(
         "AnchorManifest(bytes32 datasetId,uint32 version,bytes32 manifestHash,bytes32 previous,uint256 nonce)"
@@ -83,28 +58,27 @@ contract DatasetRegistry is EIP712, Nonces {
     event GrantRevoked(bytes32 indexed datasetId, bytes32 indexed nodeId);
     event DatasetWithdrawn(bytes32 indexed datasetId, uint256 indexed ownerId);
 
-    error InvalidAddress(address account);
-    error InvalidDataset(bytes32 datasetId);
-    error InvalidHash(bytes32 hash);
-    error InvalidSignature(address expected, address recovered);
-    error NotAuthorised(address signer);
-    error MemberInactive(uint256 memberId);
-    error NotOwner(bytes32 datasetId, uint256 memberId);
-    error UnknownDataset(bytes32 datasetId);
-    error DatasetIsWithdrawn(bytes32 datasetId);
-    error VersionMismatch(bytes32 datasetId, uint32 expected, uint32 given);
-    error PreviousMismatch(bytes32 datasetId, bytes32 expected, bytes32 given);
-    error ManifestAlreadyAnchored(bytes32 manifestHash);
+    error DatasetRegistryInvalidAddress(address account);
+    error DatasetRegistryInvalidDataset(bytes32 datasetId);
+    error DatasetRegistryInvalidHash(bytes32 hash);
+    error DatasetRegistryNotAuthorised(address signer);
+    error DatasetRegistryMemberInactive(uint256 memberId);
+    error DatasetRegistryNotOwner(bytes32 datasetId, uint256 memberId);
+    error DatasetRegistryUnknownDataset(bytes32 datasetId);
+    error DatasetRegistryDatasetIsWithdrawn(bytes32 datasetId);
+    error DatasetRegistryVersionMismatch(bytes32 datasetId, uint32 expected, uint32 given);
+    error DatasetRegistryPreviousMismatch(bytes32 datasetId, bytes32 expected, bytes32 given);
+    error DatasetRegistryManifestAlreadyAnchored(bytes32 manifestHash);
     /// @dev The dataset id's high half names member `idMemberId`, not the signer's `memberId`.
     error DatasetRegistryForeignId(bytes32 datasetId, uint256 idMemberId, uint256 memberId);
-    error UnknownNode(bytes32 nodeId);
-    error UnknownGrant(bytes32 datasetId, bytes32 nodeId);
+    error DatasetRegistryUnknownNode(bytes32 nodeId);
+    error DatasetRegistryUnknownGrant(bytes32 datasetId, bytes32 nodeId);
     /// @dev A `Data` delegate granted a node of member `nodeMemberId`, not of its own member.
     error DatasetRegistryCrossMemberGrant(address delegate, bytes32 nodeId, uint256 nodeMemberId);
 
     /// @param registry_ The deployed ConsortiumRegistry whose members own datasets.
-    constructor(IConsortiumRegistry registry_) EIP712("MedChain Datasets", "1") {
-        if (address(registry_) == address(0)) revert InvalidAddress(address(registry_));
+    constructor(IConsortiumRegistry registry_) MemberSigned("MedChain Datasets", "1") {
+        if (address(registry_) == address(0)) revert DatasetRegistryInvalidAddress(address(registry_));
         _registry = registry_;
     }
 
@@ -139,6 +113,14 @@ contract DatasetRegistry is EIP712, Nonces {
     /// @dev Per dataset: a manifest hash anchored under another dataset blocks nothing here.
     function versionOf(bytes32 datasetId, bytes32 manifestHash) external view returns (uint32) {
         return _versions[datasetId][manifestHash];
+    }
+
+    /// @notice The nonce key of a dataset and node: a signer's grants and revocations of that pair
+    /// take their nonces in `nonces(signer, key)`'s sequence (NoncesKeyed), apart from every
+    /// other pair's. Sharing the key orders a pair's grant and revocation: once a revocation
+    /// lands, a grant its signer signed before it and never sent is void: it cannot re-open access.
+    function grantNonceKey(bytes32 datasetId, bytes32 nodeId) public pure returns (uint192) {
+        return _nonceKey(abi.encode(datasetId, nodeId));
     }
 
     /// @notice The id of member `memberId`'s dataset `uuid`: the member id in the high 128 bits.
@@ -179,7 +161,9 @@ contract DatasetRegistry is EIP712, Nonces {
     }
 
     /// @notice Relayed form of {recordGrant}, signed by the owner's governance key or, for a
-    /// node of the owner's own, by one of its `Data` delegates.
+    /// node of the owner's own, by one of its `Data` delegates. The signed nonce is the
+    /// signer's next under {grantNonceKey}: a grant refused (or never sent) blocks no grant to
+    /// another node or dataset.
     function recordGrantBySig(
         bytes32 datasetId,
         bytes32 nodeId,
@@ -187,8 +171,8 @@ contract DatasetRegistry is EIP712, Nonces {
         address signer,
         bytes calldata signature
     ) external {
-        bytes32 structHash =
-            keccak256(abi.encode(_RECORD_GRANT_TYPEHASH, datasetId, nodeId, grantHash, _useNonce(signer)));
+        uint64 nonce = _useKeyedNonce(signer, grantNonceKey(datasetId, nodeId));
+        bytes32 structHash = keccak256(abi.encode(_RECORD_GRANT_TYPEHASH, datasetId, nodeId, grantHash, nonce));
         _checkSignature(signer, structHash, signature);
         _recordGrant(signer, datasetId, nodeId, grantHash);
     }
@@ -198,11 +182,13 @@ contract DatasetRegistry is EIP712, Nonces {
         _revokeGrant(msg.sender, datasetId, nodeId);
     }
 
-    /// @notice Relayed form of {revokeGrant}, signed by the owner's governance key.
+    /// @notice Relayed form of {revokeGrant}, signed by the owner's governance key at its next
+    /// nonce under {grantNonceKey}, the key its grants to that node on that dataset use.
     function revokeGrantBySig(bytes32 datasetId, bytes32 nodeId, address signer, bytes calldata signature)
         external
     {
-        bytes32 structHash = keccak256(abi.encode(_REVOKE_GRANT_TYPEHASH, datasetId, nodeId, _useNonce(signer)));
+        uint64 nonce = _useKeyedNonce(signer, grantNonceKey(datasetId, nodeId));
+        bytes32 structHash = keccak256(abi.encode(_REVOKE_GRANT_TYPEHASH, datasetId, nodeId, nonce));
         _checkSignature(signer, structHash, signature);
         _revokeGrant(signer, datasetId, nodeId);
     }
@@ -219,17 +205,10 @@ contract DatasetRegistry is EIP712, Nonces {
         _withdraw(signer, datasetId);
     }
 
-    function _checkSignature(address expected, bytes32 structHash, bytes calldata signature) private view {
-        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(_hashTypedDataV4(structHash), signature);
-        if (err != ECDSA.RecoverError.NoError || recovered != expected) {
-            revert InvalidSignature(expected, recovered);
-        }
-    }
-
     /// @dev The registry forgets a removed member's governance address, so a hit is an active member.
     function _governedMember(address account) private view returns (uint256 memberId) {
         memberId = _registry.memberIdOf(account);
-        if (memberId == 0) revert NotAuthorised(account);
+        if (memberId == 0) revert DatasetRegistryNotAuthorised(account);
     }
 
     /// @dev The member `account` governs or is a `Data` delegate of, and whether it governs it.
@@ -237,16 +216,16 @@ contract DatasetRegistry is EIP712, Nonces {
     function _dataMember(address account) private view returns (uint256 memberId, bool governs) {
         memberId = _registry.memberIdOf(account);
         if (memberId != 0) return (memberId, true);
-        uint8 scope;
+        IConsortiumRegistry.Scope scope;
         (memberId, scope) = _registry.delegateOf(account);
-        if (memberId == 0 || scope != _SCOPE_DATA) revert NotAuthorised(account);
-        if (!_registry.member(memberId).active) revert MemberInactive(memberId);
+        if (memberId == 0 || scope != IConsortiumRegistry.Scope.Data) revert DatasetRegistryNotAuthorised(account);
+        if (!_registry.member(memberId).active) revert DatasetRegistryMemberInactive(memberId);
     }
 
     function _ownedDataset(uint256 memberId, bytes32 datasetId) private view returns (Dataset storage d) {
         d = _datasets[datasetId];
-        if (d.latestVersion == 0) revert UnknownDataset(datasetId);
-        if (d.ownerId != memberId) revert NotOwner(datasetId, memberId);
+        if (d.latestVersion == 0) revert DatasetRegistryUnknownDataset(datasetId);
+        if (d.ownerId != memberId) revert DatasetRegistryNotOwner(datasetId, memberId);
     }
 
     function _anchorManifest(
@@ -256,18 +235,18 @@ contract DatasetRegistry is EIP712, Nonces {
         bytes32 manifestHash,
         bytes32 previous
     ) private {
-        if (datasetId == bytes32(0)) revert InvalidDataset(datasetId);
-        if (manifestHash == bytes32(0)) revert InvalidHash(manifestHash);
+        if (datasetId == bytes32(0)) revert DatasetRegistryInvalidDataset(datasetId);
+        if (manifestHash == bytes32(0)) revert DatasetRegistryInvalidHash(manifestHash);
         (uint256 memberId,) = _dataMember(signer);
         uint256 idMemberId = uint256(datasetId) >> 128;
         if (idMemberId != memberId) revert DatasetRegistryForeignId(datasetId, idMemberId, memberId);
         Dataset storage d = _datasets[datasetId];
-        if (d.withdrawn) revert DatasetIsWithdrawn(datasetId);
-        if (d.latestVersion != 0 && d.ownerId != memberId) revert NotOwner(datasetId, memberId);
+        if (d.withdrawn) revert DatasetRegistryDatasetIsWithdrawn(datasetId);
+        if (d.latestVersion != 0 && d.ownerId != memberId) revert DatasetRegistryNotOwner(datasetId, memberId);
         uint32 expected = d.latestVersion + 1;
-        if (version != expected) revert VersionMismatch(datasetId, expected, version);
-        if (previous != d.latestManifest) revert PreviousMismatch(datasetId, d.latestManifest, previous);
-        if (_versions[datasetId][manifestHash] != 0) revert ManifestAlreadyAnchored(manifestHash);
+        if (version != expected) revert DatasetRegistryVersionMismatch(datasetId, expected, version);
+        if (previous != d.latestManifest) revert DatasetRegistryPreviousMismatch(datasetId, d.latestManifest, previous);
+        if (_versions[datasetId][manifestHash] != 0) revert DatasetRegistryManifestAlreadyAnchored(manifestHash);
         if (version == 1) d.ownerId = memberId;
         d.latestVersion = version;
         d.latestManifest = manifestHash;
@@ -277,13 +256,13 @@ contract DatasetRegistry is EIP712, Nonces {
     }
 
     function _recordGrant(address signer, bytes32 datasetId, bytes32 nodeId, bytes32 grantHash) private {
-        if (grantHash == bytes32(0)) revert InvalidHash(grantHash);
+        if (grantHash == bytes32(0)) revert DatasetRegistryInvalidHash(grantHash);
         (uint256 ownerId, bool governs) = _dataMember(signer);
         Dataset storage d = _ownedDataset(ownerId, datasetId);
-        if (d.withdrawn) revert DatasetIsWithdrawn(datasetId);
+        if (d.withdrawn) revert DatasetRegistryDatasetIsWithdrawn(datasetId);
         IConsortiumRegistry.Node memory n = _registry.node(nodeId);
         // A removed member's nodes stay flagged active in the registry; they get no grants.
-        if (n.memberId == 0 || !n.active || !_registry.member(n.memberId).active) revert UnknownNode(nodeId);
+        if (n.memberId == 0 || !n.active || !_registry.member(n.memberId).active) revert DatasetRegistryUnknownNode(nodeId);
         // Releasing data to another member is the hospital's decision, not its steward's.
         if (!governs && n.memberId != ownerId) revert DatasetRegistryCrossMemberGrant(signer, nodeId, n.memberId);
         _grants[datasetId][nodeId] = Grant(grantHash, true);
@@ -294,7 +273,7 @@ contract DatasetRegistry is EIP712, Nonces {
     function _revokeGrant(address signer, bytes32 datasetId, bytes32 nodeId) private {
         _ownedDataset(_governedMember(signer), datasetId);
         Grant storage g = _grants[datasetId][nodeId];
-        if (!g.active) revert UnknownGrant(datasetId, nodeId);
+        if (!g.active) revert DatasetRegistryUnknownGrant(datasetId, nodeId);
         g.active = false;
         emit GrantRevoked(datasetId, nodeId);
     }
@@ -302,7 +281,7 @@ contract DatasetRegistry is EIP712, Nonces {
     function _withdraw(address signer, bytes32 datasetId) private {
         uint256 ownerId = _governedMember(signer);
         Dataset storage d = _ownedDataset(ownerId, datasetId);
-        if (d.withdrawn) revert DatasetIsWithdrawn(datasetId);
+        if (d.withdrawn) revert DatasetRegistryDatasetIsWithdrawn(datasetId);
         d.withdrawn = true;
         emit DatasetWithdrawn(datasetId, ownerId);
     }

@@ -1,12 +1,8 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+from portal.core import apps
 
 
-class ConsortiumConfig(AppConfig):
+class ConsortiumConfig(apps.PortalApp):
     name = "portal.consortium"
-    label = "consortium"
     verbose_name = "Consortium"
-
-    def ready(self) -> None:
-        from portal.consortium import handlers  # noqa: F401  (registers chain event handlers)

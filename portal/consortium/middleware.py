@@ -6,6 +6,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from portal.consortium.selectors import needs_second_factor
+
 # What an admin may reach before proving the second factor: signing in and out, proving
 # it, accepting an invitation, static files, the health check, and the API's
 # token route (which asks for the TOTP code itself) and its schema.
@@ -36,7 +38,7 @@ class AdminTwoFactorMiddleware:
         user = request.user
         if (
             user.is_authenticated
-            and _needs_second_factor(user)
+            and needs_second_factor(user)
             and not user.is_verified()  # type: ignore[union-attr,attr-defined]
             and not request.path.startswith(OPEN_PREFIXES)
         ):
@@ -51,12 +53,3 @@ class AdminTwoFactorMiddleware:
                 )
             return redirect(f"{reverse('two_factor')}?next={request.path}")
         return self.get_response(request)
-
-
-def _needs_second_factor(user: object) -> bool:
-    from portal.consortium.models import Staff
-
-    if getattr(user, "is_staff", False):
-        return True
-    staff = getattr(user, "staff", None)
-    return isinstance(staff, Staff) and staff.role == Staff.Role.ADMIN

@@ -15,79 +15,45 @@ from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
 from django.utils import timezone
 from eth_utils import keccak
-from rest_framework import status
 from web3.types import TxReceipt
 
-from chain import eip712
-from chain.keystore import read_keystore, write_keystore
 from portal.consortium import selectors
 from portal.consortium.models import Delegate, Invitation, Member, Proposal, Role, Staff
 from portal.core import chain as portal_chain
-from portal.core.apis import ServiceError
+from portal.core import demokeys, relay
+from portal.core.exceptions import Forbidden, ServiceError
 from portal.core.signing import (
-    chain_domain,
     parse_address,
     parse_bytes32,
     parse_signature,
     recover_signer,
     relay_budget_spend,
 )
-from portal.core.sync import chain_sync_run
-
-DEMO_KEYSTORE_PASSWORD = "medchain-demo"
+from portal.core.sync import mirror_receipt
 
 
 def name_hash(name: str) -> str:
     return "0x" + keccak(text=name.strip()).hex()
 
 
-def demo_key(member: Member) -> str | None:
-    """The member's governance key from the embedded demo keystore, where allowed."""
-    if not settings.DEMO_KEYSTORES:
-        return None
-    path = settings.DEMO_KEYSTORE_DIR / f"{member.governance_address.lower()}.json"
-    if not path.exists():
-        return None
-    return read_keystore(path, DEMO_KEYSTORE_PASSWORD)
-
-
 def demo_keystore_save(*, address: str, private_key: str) -> None:
     if not settings.DEMO_KEYSTORES:
         raise ServiceError("demo keystores are disabled on this portal")
-    settings.DEMO_KEYSTORE_DIR.mkdir(parents=True, exist_ok=True)
-    path = settings.DEMO_KEYSTORE_DIR / f"{address.lower()}.json"
-    # Demo keys guard nothing of value (production refuses them); a light KDF keeps clicks fast.
-    write_keystore(path, private_key, DEMO_KEYSTORE_PASSWORD, kdf="pbkdf2", iterations=1024)
+    demokeys.save(address, private_key)
 
 
 def member_signature(member: Member, typed: dict[str, Any], signature: str | None) -> bytes:
-    """The member's signature over `typed`: the one given, or in the embedded demo
-    one made with its demo keystore; refused unless it is by the governance key."""
-    if signature:
-        sig = parse_signature(signature)
-    else:
-        key = demo_key(member)
-        if key is None:
-            raise ServiceError(
-                "a signature from the member's wallet is required (sign the typed data first)"
-            )
-        sig = eip712.sign_typed(key, typed)
-    signer = recover_signer(typed, sig)
-    if signer != member.governance_address:
-        raise ServiceError(
-            f"the signature is by {signer}, not by {member.name}'s governance address "
-            f"{member.governance_address}"
-        )
-    relay_budget_spend(member_id=member.pk, member_name=member.name)
-    return sig
+    """The member's signature over `typed` by its governance key (see ``relay.signed``)."""
+    return relay.signed(typed, signature, signer=member.governance_address, member=member)
 
 
-def _after_chain_write() -> None:
-    # Mirror at once so the next page shows the outcome; the beat task also runs it.
-    chain_sync_run()
+def _after_chain_write(receipt: TxReceipt) -> None:
+    # Mirror the receipt's events at once so the next page shows the outcome; the beat
+    # task's sync applies them again, in chain order.
+    mirror_receipt(receipt)
 
 
-def member_found(
+def founding_member_record(
     *, name: str, contact_email: str, governance_address: str, data_public_key: str, role: int
 ) -> Member:
     """Record a founding member (set at deployment) before the first sync mirrors it."""
@@ -111,15 +77,13 @@ def application_typed_data(
 ) -> dict[str, Any]:
     """What an applicant signs to prove it controls its address and keys."""
     address = parse_address(governance_address)
-    registry = portal_chain.registry()
-    return eip712.application(
-        **chain_domain(),
-        applicant=address,
-        role=int(role),
-        data_key=parse_bytes32(data_public_key, "data public key"),
-        name_hash=name_hash(name),
-        nonce=registry.nonce(address),
-    )
+    message = {
+        "applicant": address,
+        "role": int(role),
+        "dataKey": parse_bytes32(data_public_key, "data public key"),
+        "nameHash": name_hash(name),
+    }
+    return relay.typed_data("Application", message, signer=address)
 
 
 @transaction.atomic
@@ -174,41 +138,36 @@ def application_submit(
     return member
 
 
-def sponsor_typed_data(*, sponsor: Member, applicant: Member) -> dict[str, Any]:
-    registry = portal_chain.registry()
-    return eip712.sponsor_admission(
-        **chain_domain(),
-        applicant=applicant.governance_address,
-        role=applicant.role,
-        data_key=applicant.data_public_key,
-        name_hash=applicant.name_hash,
-        nonce=registry.nonce(sponsor.governance_address),
-    )
-
-
-def admission_sponsor(
-    *, sponsor: Member, applicant: Member, signature: str | None = None
-) -> Proposal:
-    """Open the admission proposal on chain, signed by a hospital member."""
+def _check_sponsor(*, sponsor: Member, applicant: Member) -> None:
     if not sponsor.can_vote:
         raise ServiceError("only an active hospital member can sponsor an application")
     if applicant.status != Member.Status.APPLIED:
         raise ServiceError(
             f"{applicant.name} cannot be sponsored now ({applicant.get_status_display()})"
         )
+
+
+def sponsor_typed_data(*, sponsor: Member, applicant: Member) -> dict[str, Any]:
+    """What the sponsor signs to open ``applicant``'s admission; refused unless it still applies."""
+    _check_sponsor(sponsor=sponsor, applicant=applicant)
+    message = {
+        "applicant": applicant.governance_address,
+        "role": applicant.role,
+        "dataKey": applicant.data_public_key,
+        "nameHash": applicant.name_hash,
+    }
+    return relay.typed_data("SponsorAdmission", message, signer=sponsor.governance_address)
+
+
+def admission_sponsor(
+    *, sponsor: Member, applicant: Member, signature: str | None = None
+) -> Proposal:
+    """Open the admission proposal on chain, signed by a hospital member."""
     typed = sponsor_typed_data(sponsor=sponsor, applicant=applicant)
     sig = member_signature(sponsor, typed, signature)
-    registry = portal_chain.registry()
-    receipt = registry.sponsor_admission_by_sig(
-        applicant=applicant.governance_address,
-        role=applicant.role,
-        data_key=applicant.data_public_key,
-        name_hash=applicant.name_hash,
-        applicant_signature=bytes.fromhex(applicant.application_signature[2:]),
-        sponsor=sponsor.governance_address,
-        sponsor_signature=sig,
-    )
-    _after_chain_write()
+    applied = {"applicantSignature": applicant.application_signature}
+    receipt = relay.send(typed, sig, signer=sponsor.governance_address, unsigned=applied)
+    _after_chain_write(receipt)
     return _opened_proposal(receipt)
 
 
@@ -216,7 +175,23 @@ def _opened_proposal(receipt: TxReceipt) -> Proposal:
     """The mirrored proposal that the transaction in `receipt` opened."""
     events = portal_chain.registry().decode_events(receipt)
     opened = [e for e in events if e.name == "ProposalOpened"]
-    return Proposal.objects.get(chain_proposal_id=opened[0].args["proposalId"])
+    if not opened:
+        tx = receipt["transactionHash"]
+        raise ServiceError(
+            f"transaction {tx.hex() if isinstance(tx, bytes) else tx} opened no proposal: the "
+            "deployed registry does not match this portal; ask its operators to check the "
+            "deployment record",
+            code="no_proposal_opened",
+        )
+    number = opened[0].args["proposalId"]
+    proposal = Proposal.objects.filter(chain_proposal_id=number).first()
+    if proposal is None:
+        raise ServiceError(
+            f"proposal #{number} is open on chain but not mirrored yet: reload the page in a "
+            "moment",
+            code="out_of_sync",
+        )
+    return proposal
 
 
 def _check_changeable(member: Member) -> None:
@@ -249,10 +224,10 @@ def removal_typed_data(*, proposer: Member, member: Member) -> dict[str, Any]:
     """What the proposer signs to open a removal proposal for `member`."""
     _check_removal(proposer=proposer, member=member)
     assert member.chain_member_id is not None  # _check_changeable
-    return eip712.propose_removal(
-        **chain_domain(),
-        member_id=member.chain_member_id,
-        nonce=portal_chain.registry().nonce(proposer.governance_address),
+    return relay.typed_data(
+        "ProposeRemoval",
+        {"memberId": member.chain_member_id},
+        signer=proposer.governance_address,
     )
 
 
@@ -260,13 +235,8 @@ def removal_propose(*, proposer: Member, member: Member, signature: str | None =
     """Open a proposal to remove `member`, signed by an active hospital member."""
     typed = removal_typed_data(proposer=proposer, member=member)
     sig = member_signature(proposer, typed, signature)
-    # Relay exactly what was signed.
-    receipt = portal_chain.registry().propose_removal_by_sig(
-        member_id=typed["message"]["memberId"],
-        proposer=proposer.governance_address,
-        signature=sig,
-    )
-    _after_chain_write()
+    receipt = relay.send(typed, sig, signer=proposer.governance_address)
+    _after_chain_write(receipt)
     return _opened_proposal(receipt)
 
 
@@ -306,11 +276,10 @@ def rotation_typed_data(*, proposer: Member, member: Member, new_governance: str
     """What the proposer signs to open a proposal moving `member` to `new_governance`."""
     address = _check_rotation(proposer=proposer, member=member, new_governance=new_governance)
     assert member.chain_member_id is not None  # _check_changeable
-    return eip712.propose_rotation(
-        **chain_domain(),
-        member_id=member.chain_member_id,
-        new_governance=address,
-        nonce=portal_chain.registry().nonce(proposer.governance_address),
+    return relay.typed_data(
+        "ProposeRotation",
+        {"memberId": member.chain_member_id, "newGovernance": address},
+        signer=proposer.governance_address,
     )
 
 
@@ -320,26 +289,18 @@ def rotation_propose(
     """Open a proposal to move `member`'s governance to a new address; members vote on it."""
     typed = rotation_typed_data(proposer=proposer, member=member, new_governance=new_governance)
     sig = member_signature(proposer, typed, signature)
-    # Relay exactly what was signed.
-    receipt = portal_chain.registry().propose_rotation_by_sig(
-        member_id=typed["message"]["memberId"],
-        new_governance=typed["message"]["newGovernance"],
-        proposer=proposer.governance_address,
-        signature=sig,
-    )
-    _after_chain_write()
+    receipt = relay.send(typed, sig, signer=proposer.governance_address)
+    _after_chain_write(receipt)
     return _opened_proposal(receipt)
 
 
 def vote_typed_data(*, voter: Member, proposal: Proposal, support: bool) -> dict[str, Any]:
-    registry = portal_chain.registry()
-    return eip712.vote(
-        **chain_domain(),
-        proposal_id=proposal.chain_proposal_id,
-        support=support,
-        voter=voter.governance_address,
-        nonce=registry.nonce(voter.governance_address),
-    )
+    message = {
+        "proposalId": proposal.chain_proposal_id,
+        "support": support,
+        "voter": voter.governance_address,
+    }
+    return relay.typed_data("Vote", message, signer=voter.governance_address)
 
 
 def vote_cast(
@@ -354,21 +315,18 @@ def vote_cast(
         raise ServiceError(f"{voter.name} has already voted on #{proposal.chain_proposal_id}")
     typed = vote_typed_data(voter=voter, proposal=proposal, support=support)
     sig = member_signature(voter, typed, signature)
-    portal_chain.registry().vote_by_sig(
-        proposal_id=proposal.chain_proposal_id,
-        support=support,
-        voter=voter.governance_address,
-        signature=sig,
-    )
-    _after_chain_write()
+    receipt = relay.send(typed, sig, signer=voter.governance_address)
+    _after_chain_write(receipt)
     proposal.refresh_from_db()
     return proposal
 
 
 def proposal_finalize(*, proposal: Proposal, by: Member) -> Proposal:
     """Close a proposal whose deadline passed without a decision (on chain anyone may; the
-    portal relays it for the admin of an active member, checked by the caller)."""
+    portal relays it, at its own cost, only for an active hospital member)."""
     number = proposal.chain_proposal_id
+    if not by.can_vote:
+        raise Forbidden("only an active hospital member can have a proposal finalized")
     if proposal.status != Proposal.Status.OPEN:
         raise ServiceError(f"proposal #{number} is already decided")
     if proposal.is_open:
@@ -377,8 +335,7 @@ def proposal_finalize(*, proposal: Proposal, by: Member) -> Proposal:
             "finalize it after that"
         )
     relay_budget_spend(member_id=by.pk, member_name=by.name)
-    portal_chain.registry().finalize(number)
-    _after_chain_write()
+    _after_chain_write(portal_chain.registry().finalize(number))
     proposal.refresh_from_db()
     return proposal
 
@@ -425,19 +382,13 @@ def governors_group_sync() -> Group:
     return group
 
 
-class NotAllowed(ServiceError):
-    """The asker's standing does not allow this action; answered 403."""
-
-    status_code = status.HTTP_403_FORBIDDEN  # type: ignore[assignment]
-
-
 @transaction.atomic
 def staff_invite(*, admin: Staff, email: str, role: str) -> Invitation:
     if admin.role != Staff.Role.ADMIN:
-        raise NotAllowed("only the member's admin can invite staff")
+        raise Forbidden("only the member's admin can invite staff")
     # An applicant is not a member yet: the consortium has not vouched for whom it lets in.
     if not admin.member.is_active:
-        raise NotAllowed(
+        raise Forbidden(
             f"{admin.member.name} is not an active consortium member "
             f"({admin.member.get_status_display().lower()}): staff can be invited once it is"
         )

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-from typing import Any
+import inspect
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -13,27 +17,140 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.permissions import AllowAny
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from chain import actions
 from chain.errors import ChainUnavailable, ContractError
 from portal.core import chain as portal_chain
+from portal.core.exceptions import ServiceError
 from portal.core.models import ChainSyncState
+from portal.core.schema import error_responses
+from portal.core.web import jsonable, status_of
 
 
-class ServiceError(Exception):
-    """A refusal a person can act on; the API answers it as 400 with the message."""
+class TypedDataSerializer(serializers.Serializer):
+    """EIP-712 typed data, ready for a wallet's `eth_signTypedData_v4`."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    types = serializers.DictField(child=serializers.ListField(child=serializers.DictField()))
+    primaryType = serializers.CharField()
+    domain = serializers.DictField()
+    message = serializers.DictField()
 
-    def __init__(self, message: str, *, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+
+def typed_data(typed: dict[str, Any]) -> dict[str, Any]:
+    """Typed data as the API answers it: the pages' JSON shape (see ``web.jsonable``)."""
+    return TypedDataSerializer(jsonable(typed)).data  # type: ignore[return-value]
+
+
+def typed_data_response(typed: dict[str, Any]) -> Response:
+    return Response(typed_data(typed))
+
+
+V = TypeVar("V", bound=type[APIView])
+
+
+def signed_action_schema(
+    name: str,
+    *,
+    request: Any = None,
+    relays: Any = None,
+    status_code: int = 200,
+    errors: Sequence[int] = (400, 403, 404, 503),
+    **extra: Any,
+) -> Callable[[V], V]:
+    """The OpenAPI entry of a route of signed action ``name``, from its declaration.
+
+    Without ``relays`` it is the typed-data route (answers the typed data); with it, the
+    relay route answering ``relays`` with ``status_code``. Either way the description adds,
+    after the view's docstring, the type the wallet signs, whose key signs it and in which
+    contract's domain, and the operation carries them as ``x-signed-action``.
+    """
+    declared = actions.action(name)
+    about = (
+        f"Signed action `{declared.encode_type}`, signed by {declared.signer} in the "
+        f"EIP-712 domain {declared.contract} publishes (ERC-5267 `eip712Domain()`)."
+    )
+    if relays is not None:
+        about += (
+            " Send the signature of the typed data from the matching `typed-data/` route; "
+            "the portal checks who signed it, then relays it and mirrors its events."
+        )
+    info = {
+        "type": declared.encode_type,
+        "signer": declared.signer.value,
+        "contract": declared.contract,
+        "role": "relay" if relays is not None else "typed-data",
+    }
+
+    def decorate(view: V) -> V:
+        doc = inspect.cleandoc(view.__doc__ or "")
+        return extend_schema(  # type: ignore[no-any-return]
+            # A name: the view's own nested serializer, which does not exist before the class.
+            request=getattr(view, request) if isinstance(request, str) else request,
+            responses={
+                status_code: relays if relays is not None else TypedDataSerializer,
+                **error_responses(*errors),
+            },
+            description=f"{doc}\n\n{about}" if doc else about,
+            extensions={"x-signed-action": info},
+            **extra,
+        )(view)
+
+    return decorate
+
+
+class SecondFactorVerified(BasePermission):
+    """A browser session of an admin counts only once its TOTP code was verified.
+
+    Tokens are issued only against a TOTP code, so token requests pass.
+    """
+
+    message = (
+        "verify your two-factor code in the portal first (admins must), "
+        "or use an API token from /api/v1/auth/token/"
+    )
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        from portal.consortium.selectors import needs_second_factor
+
+        if not isinstance(request.successful_authenticator, SessionAuthentication):
+            return True
+        user = request.user
+        if not needs_second_factor(user):
+            return True
+        return bool(getattr(user, "is_verified", lambda: False)())
+
+
+class MemberApi(APIView):
+    """Base for routes that need a signed-in person (an admin's session: with its TOTP code)."""
+
+    permission_classes = [IsAuthenticated, SecondFactorVerified]
+
+
+class ListApi(ListAPIView):  # type: ignore[type-arg]
+    """Base for list routes: one page (portal.core.pagination) of ``get_queryset()``, the
+    viewer's selector, serialized with ``many=True``.
+
+    The selector's queryset joins or prefetches what the serializer reads, so a page costs
+    the same queries at 1 row as at 1000 (tests/portal/core/test_list_queries.py).
+    """
+
+    permission_classes = [IsAuthenticated, SecondFactorVerified]
+
+
+class PublicApi(APIView):
+    """Base for routes anyone may call: no session, so no CSRF token needed."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+    throttle_classes = [AnonRateThrottle]
 
 
 def _first_message(detail: Any) -> str:
@@ -55,7 +172,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, ServiceError):
-        return Response({"error": exc.message, "code": exc.code}, status=exc.status_code)
+        return Response({"error": exc.message, "code": exc.code}, status=status_of(exc))
     elif isinstance(exc, ContractError):
         return Response(
             {"error": f"the chain refused: {exc}", "code": exc.name},
@@ -86,8 +203,7 @@ def health_report() -> tuple[bool, dict[str, Any]]:
     try:
         from portal.celery import app
 
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
+        broker_check(app)
         checks["broker"] = {"ok": True, "url": _without_credentials(app.conf.broker_url)}
     except Exception as exc:
         checks["broker"] = {"ok": False, "error": str(exc)}
@@ -100,24 +216,59 @@ def health_report() -> tuple[bool, dict[str, Any]]:
         }
     except Exception as exc:
         checks["chain"] = {"ok": False, "error": str(exc)}
-    state = ChainSyncState.objects.filter(name="registry").first()
-    if state is None:
+    states = list(ChainSyncState.objects.order_by("name"))
+    if not states:
         checks["sync"] = {"ok": False, "error": "the chain has not been synced yet"}
     else:
-        head = checks["chain"].get("head", state.head_block)
-        lag = None if head is None or state.last_block is None else head - state.last_block
+        # The mirror is as current as its furthest-behind contract.
+        head = checks["chain"].get("head", max(s.head_block or 0 for s in states))
+        blocks = [s.last_block for s in states]
+        last = None if None in blocks else min(b for b in blocks if b is not None)
+        lag = None if head is None or last is None else head - last
+        errors = [f"{s.name}: {s.last_error}" for s in states if s.last_error]
+        successes = [s.last_success_at for s in states if s.last_success_at is not None]
         checks["sync"] = {
-            "ok": not state.last_error and lag is not None and lag <= 50,
-            "last_block": state.last_block,
+            "ok": not errors and lag is not None and lag <= 50,
+            "last_block": last,
             "lag_blocks": lag,
-            "last_success_at": state.last_success_at,
-            "last_error": state.last_error,
+            "last_success_at": min(successes) if len(successes) == len(states) else None,
+            "last_error": "; ".join(errors),
         }
     urls = (settings.CHAIN_RPC_URL, str(settings.CELERY_BROKER_URL))
     for check in checks.values():
         if "error" in check:
             check["error"] = _redacted(str(check["error"]), *urls)
     return all(c["ok"] for c in checks.values()), checks
+
+
+_redis_clients: dict[str, redis.Redis] = {}
+_redis_lock = threading.Lock()
+
+
+def redis_client(url: str) -> redis.Redis:
+    """One client, with its connection pool, per process and URL, shared by every thread.
+
+    /health is polled by every load balancer every few seconds: a new connection on each
+    poll cost a TCP handshake (and TLS, AUTH, SELECT) and left the socket to close.
+    redis-py's pool is thread-safe and starts afresh in a forked child.
+    """
+    with _redis_lock:
+        client = _redis_clients.get(url)
+        if client is None:
+            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            _redis_clients[url] = client
+        return client
+
+
+def broker_check(app: Any) -> None:
+    """Raises if the Celery broker cannot be reached. A Redis broker is pinged over the
+    process's shared client; the embedded SQLite broker is a file that kombu opens."""
+    url = str(app.conf.broker_url)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        redis_client(url).ping()
+        return
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
 
 
 def _without_credentials(url: str) -> str:

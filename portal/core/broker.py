@@ -90,6 +90,7 @@ _NEXT = (
     " AND (expires IS NULL OR expires > ?) ORDER BY priority DESC, id LIMIT 1"
 )
 _RETURNING = "RETURNING id, payload, deliveries"
+_HAS_SCHEMA = "SELECT 1 FROM sqlite_master WHERE name = 'binding'"
 _HOST = socket.gethostname()
 _INHERITED: list[BrokerFile] = []
 
@@ -147,10 +148,7 @@ class BrokerFile:
             if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous}")
-            if (
-                self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'binding'").fetchone()
-                is None
-            ):
+            if self.db.execute(_HAS_SCHEMA).fetchone() is None:
                 self.db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
 
     @contextmanager
@@ -337,12 +335,8 @@ class Channel(virtual.Channel):
     def recover_dead_owners(self) -> int:
         """Make the rows taken by dead processes of this host visible again."""
         with self._lock:
-            owners = [
-                row[0]
-                for row in self.db.execute(
-                    "SELECT DISTINCT owner FROM message WHERE owner IS NOT NULL"
-                )
-            ]
+            rows = self.db.execute("SELECT DISTINCT owner FROM message WHERE owner IS NOT NULL")
+            owners = [row[0] for row in rows]
         dead = [owner for owner in owners if not owner_alive(owner)]
         if not dead:
             return 0
@@ -431,11 +425,8 @@ class Channel(virtual.Channel):
 
     def _purge(self, queue: str) -> int:
         with self._write() as db:
-            return int(
-                db.execute(
-                    "DELETE FROM message WHERE queue = ? AND owner IS NULL", (queue,)
-                ).rowcount
-            )
+            cursor = db.execute("DELETE FROM message WHERE queue = ? AND owner IS NULL", (queue,))
+            return int(cursor.rowcount)
 
     def _size(self, queue: str) -> int:
         with self._lock:

@@ -24,9 +24,12 @@ class ContractDeployment(models.Model):
 
 
 class ChainSyncState(models.Model):
-    """The event cursor's position: the last block mirrored into the database."""
+    """One followed contract's event cursor: the last block of its logs mirrored into the
+    database."""
 
-    name = models.CharField(max_length=64, unique=True, default="registry")
+    name = models.CharField(
+        max_length=64, unique=True, help_text="the followed contract's deployment name"
+    )
     last_block = models.BigIntegerField(null=True, blank=True)
     last_block_hash = models.CharField(max_length=66, blank=True)
     head_block = models.BigIntegerField(null=True, blank=True)

@@ -6,6 +6,7 @@ files under var/ in the embedded stack), so a limit holds across processes.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -30,25 +31,42 @@ def _bucket(key: str, seconds: int) -> tuple[str, int]:
 
 
 def window_hit(key: str, *, seconds: int) -> int:
-    """Count one hit on ``key`` in the current fixed window of ``seconds``; the count so far."""
+    """Count one hit on ``key`` in the current fixed window of ``seconds``; the count so far.
+
+    The count is kept through the next window too, for window_recent."""
     bucket, left = _bucket(key, seconds)
-    if cache.add(bucket, 1, timeout=left):
+    keep = left + seconds
+    if cache.add(bucket, 1, timeout=keep):
         return 1
     try:
         count = int(cache.incr(bucket))
     except ValueError:  # expired between add and incr: the window starts again
-        cache.set(bucket, 1, timeout=left)
+        cache.set(bucket, 1, timeout=keep)
         return 1
     # Some backends' incr() re-sets the value with their default timeout: restore the window's.
-    cache.touch(bucket, left)
+    cache.touch(bucket, keep)
     return count
 
 
-def window_count(key: str, *, seconds: int) -> tuple[int, int]:
-    """The hits on ``key`` in the current window, and the seconds until it ends."""
-    bucket, left = _bucket(key, seconds)
-    return int(cache.get(bucket, 0)), left
+def window_recent(key: str, *, seconds: int) -> int:
+    """The hits on ``key`` in this window and the one before: at least every hit of the
+    last ``seconds``, so a burst that straddles a window's edge is counted whole."""
+    now = int(clock()) // seconds
+    return sum(int(cache.get(f"{key}:{n}", 0)) for n in (now, now - 1))
 
 
 def window_clear(key: str, *, seconds: int) -> None:
-    cache.delete(_bucket(key, seconds)[0])
+    """Forget ``key``'s hits in this window and the one before."""
+    now = int(clock()) // seconds
+    cache.delete_many([f"{key}:{now}", f"{key}:{now - 1}"])
+
+
+def lock_set(key: str, *, seconds: int) -> None:
+    """Lock ``key`` for ``seconds`` from now (a later call extends the lock)."""
+    cache.set(f"{key}:locked", clock() + seconds, timeout=seconds)
+
+
+def lock_left(key: str) -> int:
+    """Seconds left on ``key``'s lock; 0 when it is not locked."""
+    until = cache.get(f"{key}:locked")
+    return max(0, math.ceil(until - clock())) if until is not None else 0

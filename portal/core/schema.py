@@ -20,7 +20,7 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.JSONField(required=False, help_text="per-field messages, when any")
 
 
-def errors(*codes: int) -> dict[int, Any]:
+def error_responses(*codes: int) -> dict[int, Any]:
     """`responses` entries for `extend_schema`: each code answers with an ErrorSerializer body."""
     return dict.fromkeys(codes, ErrorSerializer)
 
@@ -56,7 +56,8 @@ class PortalAutoSchema(AutoSchema):
         codes: set[int] = set()
         if self._parses_body():
             codes |= {400, 415}
-        if "{" in self.path:
+        if "{" in self.path or self._paginates():
+            # A list route's page past the last is a 404, as DRF's paginator answers it.
             codes.add(404)
         if view.get_authenticators():
             # An unknown or inactive token is refused even where no login is needed.
@@ -68,6 +69,9 @@ class PortalAutoSchema(AutoSchema):
         if view.get_throttles():
             codes.add(429)
         return codes
+
+    def _paginates(self) -> bool:
+        return self.method == "GET" and self._get_paginator() is not None and self._is_list_view()
 
     def _parses_body(self) -> bool:
         if self.method not in ("POST", "PUT", "PATCH"):

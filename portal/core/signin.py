@@ -1,5 +1,5 @@
 """Sign-in lockout: repeated wrong passwords or two-factor codes lock the account, and
-separately the client address, until the window ends.
+separately the client address, for a whole window from the failure that reaches the limit.
 
 Our own small service on the shared cache rather than django-axes: one counter serves the
 sign-in page, the Django admin's sign-in, the API token route and the two-factor step (axes
@@ -16,14 +16,20 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
-from rest_framework import status
 
-from portal.core.apis import ServiceError
-from portal.core.ratelimit import client_address, window_clear, window_count, window_hit
+from portal.core.exceptions import Throttled
+from portal.core.ratelimit import (
+    client_address,
+    lock_left,
+    lock_set,
+    window_clear,
+    window_hit,
+    window_recent,
+)
 
 
-class SignInLocked(ServiceError):
-    status_code = status.HTTP_429_TOO_MANY_REQUESTS  # type: ignore[assignment]
+class SignInLocked(Throttled):
+    """Too many wrong passwords or codes for this account or from this address."""
 
 
 def _account_key(username: str) -> str:
@@ -41,26 +47,39 @@ def _window() -> int:
 
 def signin_check(*, username: str, address: str) -> None:
     """Refuse with SignInLocked while the account or the address is locked out."""
-    failures, left = window_count(_account_key(username), seconds=_window())
-    minutes = max(1, -(-left // 60))
-    if failures >= settings.SIGNIN_MAX_FAILURES_PER_ACCOUNT:
+    left = lock_left(_account_key(username))
+    if left:
         raise SignInLocked(
-            f"too many failed sign-ins for this account: it is locked for {minutes} more "
-            "minutes (ask your hospital's admin if you forgot your password)",
+            f"too many failed sign-ins for this account: it is locked for {_minutes(left)} "
+            "more minutes (ask your hospital's admin if you forgot your password)",
             code="signin_locked",
         )
-    failures, left = window_count(_address_key(address), seconds=_window())
-    if failures >= settings.SIGNIN_MAX_FAILURES_PER_ADDRESS:
+    left = lock_left(_address_key(address))
+    if left:
         raise SignInLocked(
-            f"too many failed sign-ins from your address: try again in {minutes} minutes",
+            f"too many failed sign-ins from your address: try again in {_minutes(left)} minutes",
             code="signin_locked",
         )
+
+
+def _minutes(seconds: int) -> int:
+    return max(1, -(-seconds // 60))
 
 
 def signin_failed(*, username: str, address: str) -> None:
-    """Count a wrong password or two-factor code against the account and the address."""
-    window_hit(_account_key(username), seconds=_window())
-    window_hit(_address_key(address), seconds=_window())
+    """Count a wrong password or two-factor code against the account and the address, and
+    lock either for a whole window once its failures of the last window reach the limit.
+
+    The lock starts at the failure that reaches the limit, so its length does not depend on
+    where the counting windows' edges fall, and failures either side of an edge add up.
+    """
+    for key, limit in (
+        (_account_key(username), settings.SIGNIN_MAX_FAILURES_PER_ACCOUNT),
+        (_address_key(address), settings.SIGNIN_MAX_FAILURES_PER_ADDRESS),
+    ):
+        window_hit(key, seconds=_window())
+        if window_recent(key, seconds=_window()) >= limit:
+            lock_set(key, seconds=_window())
 
 
 def signin_succeeded(*, username: str) -> None:

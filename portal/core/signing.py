@@ -11,11 +11,9 @@ from typing import Any
 from django.conf import settings
 from eth_keys.exceptions import BadSignature
 from eth_utils import is_address, to_checksum_address
-from rest_framework import status
 
 from chain import eip712
-from portal.core import chain as portal_chain
-from portal.core.apis import ServiceError
+from portal.core.exceptions import ServiceError, Throttled
 from portal.core.ratelimit import window_hit
 
 
@@ -38,10 +36,8 @@ def parse_bytes32(value: str, what: str) -> str:
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
-class RelayRateLimited(ServiceError):
-    """A member relayed more than RELAY_PER_HOUR transactions; answered 429."""
-
-    status_code = status.HTTP_429_TOO_MANY_REQUESTS  # type: ignore[assignment]
+class RelayRateLimited(Throttled):
+    """A member relayed more than RELAY_PER_HOUR transactions."""
 
 
 def parse_signature(value: str) -> bytes:
@@ -89,14 +85,6 @@ def recover_signer(typed: dict[str, Any], sig: bytes) -> str:
         raise ServiceError(
             "the signature is not a valid secp256k1 signature (r, s, v): sign the typed data again"
         ) from None
-
-
-def chain_domain() -> dict[str, Any]:
-    """The EIP-712 domain of the registry this portal follows."""
-    return {
-        "chain_id": portal_chain.client().chain_id,
-        "contract": portal_chain.deployment().address,
-    }
 
 
 def signature_or_demo(*, signature: str | None, demo_keystore: bool) -> str | None:

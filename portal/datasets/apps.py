@@ -1,12 +1,8 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+from portal.core import apps
 
 
-class DatasetsConfig(AppConfig):
+class DatasetsConfig(apps.PortalApp):
     name = "portal.datasets"
-    label = "datasets"
     verbose_name = "Encrypted datasets"
-
-    def ready(self) -> None:
-        from portal.datasets import handlers  # noqa: F401  (registers chain event handlers)

@@ -1,28 +1,20 @@
-"""DatasetRegistry events → the dataset mirror. Each handler re-reads what the
-chain now says about the dataset or grant the event names, so re-delivery is
-harmless. An anchor made outside this portal has no manifest here and is skipped."""
+"""DatasetRegistry events → the dataset mirror, from the events' fields alone.
+
+Each handler sets what its event says (never reads a view), so applying the registry's
+events in chain order, again and again, ends where the chain is (portal/core/sync.py).
+An anchor or grant made outside this portal has no manifest or grant row here and is
+skipped.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from django.db import transaction
 
-from chain.datasets import DatasetRegistry, dataset_id_parts
+from chain.dataset_registry import dataset_id_parts
 from chain.events import ChainEvent
-from portal.core.sync import handles
+from portal.core.chain import DATASETS
+from portal.core.sync import Handler, each
 from portal.datasets.models import Dataset, DatasetVersion, Grant
-
-Handler = Callable[[ChainEvent], None]
-HANDLERS: dict[str, Handler] = {}
-
-
-def _mirrors(name: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        HANDLERS[name] = fn
-        return handles(name)(fn)
-
-    return register
 
 
 def _hex(value: bytes | str) -> str:
@@ -40,13 +32,6 @@ def _dataset(chain_id: bytes | str) -> Dataset | None:
     )
 
 
-def _registry() -> DatasetRegistry:
-    from portal.datasets.services import dataset_registry
-
-    return dataset_registry()
-
-
-@_mirrors("DatasetAnchored")
 def on_dataset_anchored(event: ChainEvent) -> None:
     manifest = _hex(event.args["manifestHash"])
     owned = _dataset(event.args["datasetId"])
@@ -55,7 +40,7 @@ def on_dataset_anchored(event: ChainEvent) -> None:
     row = owned.versions.filter(manifest_sha256=manifest).first()
     if row is None:
         return
-    if _registry().version_of(owned.chain_id, manifest) != row.number:
+    if int(event.args["version"]) != row.number:
         return
     dataset = owned
     withdrawn = dataset.status == Dataset.Status.WITHDRAWN
@@ -75,30 +60,26 @@ def on_dataset_anchored(event: ChainEvent) -> None:
     dataset.save()
 
 
-@_mirrors("GrantRecorded")
 def on_grant_recorded(event: ChainEvent) -> None:
+    """The event's grant is now the node's one grant to the dataset: any other active
+    one was replaced by it (a replaced one comes back when it is recorded again)."""
     dataset = _dataset(event.args["datasetId"])
     if dataset is None:
         return
+    current = _hex(event.args["grantHash"])
     node_id = _hex(event.args["nodeId"])
-    on_chain = _registry().grant_of(dataset.chain_id, node_id)
-    current = _hex(on_chain.grant_hash)
     grants = Grant.objects.filter(version__dataset=dataset, node__node_id=node_id)
     grants.exclude(grant_hash=current).filter(state=Grant.State.ACTIVE).update(
         state=Grant.State.REPLACED
     )
-    if not on_chain.active:
-        return
     row = grants.filter(grant_hash=current).first()
-    if row is None:
+    if row is None or row.state == Grant.State.REVOKED:
         return
     became_active = row.state == Grant.State.PENDING
-    if row.state in (Grant.State.PENDING, Grant.State.ACTIVE):
-        row.state = Grant.State.ACTIVE
-    if _hex(event.args["grantHash"]) == current:
-        row.recorded_tx = event.tx_hash
-        row.recorded_block = event.block_number
-        row.cross_member = bool(event.args["crossMember"])
+    row.state = Grant.State.ACTIVE
+    row.recorded_tx = event.tx_hash
+    row.recorded_block = event.block_number
+    row.cross_member = bool(event.args["crossMember"])
     row.save()
     if became_active:
         _ask_node_to_fetch(row)
@@ -106,30 +87,27 @@ def on_grant_recorded(event: ChainEvent) -> None:
 
 def _ask_node_to_fetch(grant: Grant) -> None:
     """Once a grant is on chain, the node's own worker fetches, verifies and decrypts."""
-    from portal.datasets.tasks import fetch_and_verify
+    from portal.nodes.agent.tasks import fetch_and_verify
 
     args = [str(grant.version.dataset_id), grant.version.number]
     queue = grant.node.queue
     transaction.on_commit(lambda: fetch_and_verify.apply_async(args=args, queue=queue))
 
 
-@_mirrors("GrantRevoked")
 def on_grant_revoked(event: ChainEvent) -> None:
     dataset = _dataset(event.args["datasetId"])
     if dataset is None:
         return
-    node_id = _hex(event.args["nodeId"])
-    if _registry().grant_of(dataset.chain_id, node_id).active:
-        return  # granted again since
     Grant.objects.filter(
-        version__dataset=dataset, node__node_id=node_id, state=Grant.State.ACTIVE
+        version__dataset=dataset,
+        node__node_id=_hex(event.args["nodeId"]),
+        state=Grant.State.ACTIVE,
     ).update(state=Grant.State.REVOKED, revoked_tx=event.tx_hash)
 
 
-@_mirrors("DatasetWithdrawn")
 def on_dataset_withdrawn(event: ChainEvent) -> None:
     dataset = _dataset(event.args["datasetId"])
-    if dataset is None or not _registry().dataset(dataset.chain_id).withdrawn:
+    if dataset is None:
         return
     dataset.status = Dataset.Status.WITHDRAWN
     dataset.withdrawn_tx = event.tx_hash
@@ -137,3 +115,11 @@ def on_dataset_withdrawn(event: ChainEvent) -> None:
     dataset.versions.filter(state=DatasetVersion.State.ANCHORED).update(
         state=DatasetVersion.State.WITHDRAWN
     )
+
+
+MIRRORS: dict[tuple[str, str], Handler] = {
+    (DATASETS, "DatasetAnchored"): each(on_dataset_anchored),
+    (DATASETS, "GrantRecorded"): each(on_grant_recorded),
+    (DATASETS, "GrantRevoked"): each(on_grant_revoked),
+    (DATASETS, "DatasetWithdrawn"): each(on_dataset_withdrawn),
+}

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from chain.datasets import dataset_id_of
+from chain.dataset_registry import dataset_id_of
 from portal.consortium.models import Member
 from portal.nodes.models import Node
 

@@ -6,7 +6,9 @@ member; versions, grants and the access log only to the owner's admin and data
 stewards (the selectors decide). Withdrawal and grant revocation are signed by
 the owner's governance key in the browser's wallet (static/js/wallet.js fetches
 the typed data from the `*_typed_data` views) or, in the embedded demo, by the
-member's demo keystore; every refusal becomes a message on the page.
+member's demo keystore; every refusal becomes a message on the page. Both are
+declarations (``portal.core.signed_views``): who acts is the check this app registered for
+the API too (``selectors.signer_checks``).
 
 The upload page does its work in the browser (static/js/dataset-upload.js):
 de-identification by the CLI's own Python code under Pyodide, encryption with
@@ -17,30 +19,33 @@ the member's training nodes, whose public keys the data key is wrapped to.
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from chain import uid_secret
+from chain.actions import TypedData
 from chain.deployment import DeploymentRecord, RecordError
-from portal.consortium.models import Member
-from portal.consortium.views import (
+from portal.consortium.models import Delegate, Member
+from portal.core import demokeys
+from portal.core.exceptions import NotFound, ServiceError
+from portal.core.pagination import page_of
+from portal.core.signed_views import SignedAction
+from portal.core.web import (
     REFUSALS,
     has_demo_key,
     json_error,
     refusal_message,
-    signature_or_demo,
-    typed_response,
 )
-from portal.core.apis import ServiceError
-from portal.core.signing import parse_bytes32
 from portal.datasets import selectors, services
 from portal.datasets.models import Dataset, DatasetVersion, Grant
 from portal.datasets.selectors import uploader_member
@@ -66,48 +71,33 @@ def _visible(request: HttpRequest, dataset_id: uuid.UUID) -> Dataset:
     return dataset
 
 
-def _is_manager(request: HttpRequest, dataset: Dataset) -> bool:
-    """The owner's admin or a data steward: the one who sees content and acts."""
-    return selectors.owned_dataset_list(viewer=request.user).filter(pk=dataset.pk).exists()
-
-
 def _posted_grant(request: HttpRequest, dataset: Dataset) -> Grant:
     """The grant the form names by node and version (no version: the node's newest)."""
-    node_id = parse_bytes32(request.POST.get("node_id", ""), "node id")
     raw = request.POST.get("version", "").strip()
     if raw and not (raw.isdigit() and int(raw) >= 1):
         raise ServiceError("the version must be a positive whole number")
-    number = int(raw) if raw else None
-    grant = selectors.grant_get(
-        viewer=request.user, dataset=dataset, node_id=node_id, version_number=number
-    )
-    if grant is None:
-        which = f"v{number} of " if number else ""
-        raise ServiceError(f"node {node_id} holds no grant on {which}{dataset.title}")
-    return grant
-
-
-def _shown_versions() -> Prefetch:
-    return Prefetch(
-        "versions",
-        queryset=DatasetVersion.objects.exclude(state=DatasetVersion.State.UPLOADING).order_by(
-            "-number"
-        ),
-        to_attr="shown_versions",
+    return selectors.grant_named(
+        viewer=request.user,
+        dataset=dataset,
+        node_id=request.POST.get("node_id", ""),
+        version_number=int(raw) if raw else None,
     )
 
 
 @login_required
 def dataset_list_page(request: HttpRequest) -> HttpResponse:
     _viewer_member(request)
-    datasets = selectors.dataset_list(viewer=request.user).prefetch_related(_shown_versions())
-    rows = [(d, d.shown_versions[0] if d.shown_versions else None) for d in datasets]  # type: ignore[attr-defined]
+    # The API's catalogue rows: the shown columns and each dataset's newest shown version,
+    # in one query, never a manifest (a version's chunk list, the large part of its row).
+    page = page_of(request, selectors.catalogue_rows(viewer=request.user))
+    rows = [(d, d["version"]) for d in selectors.catalogue_page(list(page))]
     return render(
         request,
         "datasets/list.html",
         {
             "section": "catalogue",
             "rows": rows,
+            "page": page,
             "can_upload": uploader_member(request.user) is not None,
         },
     )
@@ -117,31 +107,14 @@ def dataset_list_page(request: HttpRequest) -> HttpResponse:
 def dataset_detail_page(request: HttpRequest, dataset_id: uuid.UUID) -> HttpResponse:
     _viewer_member(request)
     dataset = _visible(request, dataset_id)
-    manager = _is_manager(request, dataset)
+    manager = selectors.owns(viewer=request.user, dataset=dataset)
     if request.method == "POST":
-        action = request.POST.get("action", "")
         try:
-            if not manager:
-                raise ServiceError(
-                    f"only {dataset.owner.name}'s admin or data stewards may change this dataset"
-                )
-            if action == "withdraw":
-                _check_typed_title(request, dataset)
-                dataset = services.dataset_withdraw(
-                    dataset=dataset, signature=signature_or_demo(request)
-                )
-                messages.success(request, f"{dataset.title} is withdrawn, on chain.")
-            elif action == "revoke":
-                grant = _posted_grant(request, dataset)
-                grant = services.grant_revoke(grant=grant, signature=signature_or_demo(request))
-                messages.success(
-                    request,
-                    f"The grant of v{grant.version.number} to node "
-                    f"{grant.node.label or grant.node.node_id[:10]} is revoked, on chain: the "
-                    "portal releases no more of this dataset's ciphertext to that node.",
-                )
-            else:
+            chosen = _OWNER_ACTIONS.get(request.POST.get("action", ""))
+            if chosen is None:
                 raise ServiceError("choose an action: withdraw the dataset or revoke a grant")
+            action = chosen.bound(request, dataset_id=dataset.pk)
+            messages.success(request, action.message(action.relayed(dataset)))
         except REFUSALS as exc:
             messages.error(request, refusal_message(exc))
         return redirect("dataset-detail", dataset_id=dataset.pk)
@@ -163,7 +136,7 @@ def dataset_detail_page(request: HttpRequest, dataset_id: uuid.UUID) -> HttpResp
             access_log=log[:ACCESS_LOG_LIMIT],
             access_log_total=log.count(),
             access_log_limit=ACCESS_LOG_LIMIT,
-            demo_available=has_demo_key(dataset.owner),
+            demo_available=has_demo_key(dataset.owner.governance_address),
         )
     return render(request, "datasets/detail.html", context)
 
@@ -177,45 +150,62 @@ def _check_typed_title(request: HttpRequest, dataset: Dataset) -> None:
         )
 
 
-def _managed_or_error(request: HttpRequest, dataset_id: uuid.UUID) -> Dataset | JsonResponse:
-    dataset = selectors.dataset_get(viewer=request.user, dataset_id=dataset_id)
-    if dataset is None:
-        return json_error(f"no dataset {dataset_id} in the catalogue", 404)
-    if not _is_manager(request, dataset):
-        return json_error(
-            f"only {dataset.owner.name}'s admin or data stewards may change this dataset", 403
-        )
-    return dataset
+class _OwnerAction(SignedAction):
+    """A signed action of the dataset's owner, on a dataset the viewer sees (404 otherwise)."""
+
+    def subject(self) -> Dataset:
+        dataset_id = self.kwargs["dataset_id"]
+        dataset = selectors.dataset_get(viewer=self.request.user, dataset_id=dataset_id)
+        if dataset is None:
+            raise NotFound(f"no dataset {dataset_id} in the catalogue")
+        return dataset
+
+    def message(self, result: Any) -> str:
+        """The page's message once the action is relayed."""
+        raise NotImplementedError
 
 
-@require_POST
-@login_required
-def withdraw_typed_data(request: HttpRequest, dataset_id: uuid.UUID) -> JsonResponse:
+class Withdrawal(_OwnerAction):
     """The WithdrawDataset typed data the owner's governance key signs."""
-    dataset = _managed_or_error(request, dataset_id)
-    if isinstance(dataset, JsonResponse):
-        return dataset
-    try:
-        if dataset.status == Dataset.Status.WITHDRAWN:
-            raise ServiceError(f"{dataset.title} is already withdrawn")
-        typed = services.withdraw_typed_data(dataset=dataset)
-    except REFUSALS as exc:
-        return json_error(refusal_message(exc))
-    return typed_response(typed, dataset.owner.governance_address)
+
+    action = "WithdrawDataset"
+
+    def typed(self, actor: Member, subject: Dataset) -> TypedData:
+        return services.withdraw_typed_data(dataset=subject)
+
+    def relay(self, actor: Member, subject: Dataset) -> Dataset:
+        _check_typed_title(self.request, subject)
+        return services.dataset_withdraw(dataset=subject, signature=self.signature())
+
+    def message(self, result: Dataset) -> str:
+        return f"{result.title} is withdrawn, on chain."
 
 
-@require_POST
-@login_required
-def revoke_typed_data(request: HttpRequest, dataset_id: uuid.UUID) -> JsonResponse:
+class GrantRevocation(_OwnerAction):
     """The RevokeGrant typed data for the grant (version and node) named in the form."""
-    dataset = _managed_or_error(request, dataset_id)
-    if isinstance(dataset, JsonResponse):
-        return dataset
-    try:
-        typed = services.grant_revoke_typed_data(grant=_posted_grant(request, dataset))
-    except REFUSALS as exc:
-        return json_error(refusal_message(exc))
-    return typed_response(typed, dataset.owner.governance_address)
+
+    action = "RevokeGrant"
+
+    def typed(self, actor: Member, subject: Dataset) -> TypedData:
+        return services.grant_revoke_typed_data(grant=_posted_grant(self.request, subject))
+
+    def relay(self, actor: Member, subject: Dataset) -> Grant:
+        grant = _posted_grant(self.request, subject)
+        return services.grant_revoke(grant=grant, signature=self.signature())
+
+    def message(self, result: Grant) -> str:
+        return (
+            f"The grant of v{result.version.number} to node "
+            f"{result.node.label or result.node.node_id[:10]} is revoked, on chain: the "
+            "portal releases no more of this dataset's ciphertext to that node."
+        )
+
+
+#: What the dataset page's form may ask for, by its ``action`` field.
+_OWNER_ACTIONS: dict[str, type[_OwnerAction]] = {
+    "withdraw": Withdrawal,
+    "revoke": GrantRevocation,
+}
 
 
 @login_required
@@ -238,8 +228,33 @@ def dataset_upload_page(request: HttpRequest) -> HttpResponse:
             "nodes": nodes,
             "chain_record": _chain_record(),
             "chain_public_rpc_url": settings.CHAIN_PUBLIC_RPC_URL,
+            "demo_available": has_demo_key(member.governance_address),
+            "uid_typed": json.dumps(uid_secret.typed_data(member.governance_address)),
+            "data_delegates": ",".join(
+                member.delegates.filter(scope=Delegate.Scope.DATA, enabled=True).values_list(
+                    "address", flat=True
+                )
+            ),
         },
     )
+
+
+@require_POST
+@login_required
+def demo_uid_secret(request: HttpRequest) -> JsonResponse:
+    """The member's UID secret derived from its demo governance keystore: in the embedded demo
+    the portal holds that key anyway, so it may hand the derived secret to its own uploaders."""
+    member = uploader_member(request.user)
+    if member is None:
+        return json_error("only the admin or a data steward of an active member may upload", 403)
+    key = demokeys.load(member.governance_address)
+    if key is None:
+        return json_error(
+            "this portal keeps no demo keystore for your hospital: choose the UID secret file "
+            "your admin gave you, or derive it with the governance wallet",
+            400,
+        )
+    return JsonResponse({"secret": "0x" + uid_secret.derive(key).hex()})
 
 
 def _chain_record() -> DeploymentRecord | None:

@@ -2,16 +2,12 @@ from __future__ import annotations
 
 from django.urls import path
 
+from portal.core.signed_apis import signed_routes
 from portal.nodes import apis
 
 urlpatterns = [
     path("nodes/", apis.NodeListApi.as_view(), name="api-node-list"),
-    path("nodes/register/", apis.NodeRegisterApi.as_view(), name="api-node-register"),
-    path(
-        "nodes/register/typed-data/",
-        apis.NodeRegistrationTypedDataApi.as_view(),
-        name="api-node-register-typed-data",
-    ),
+    *signed_routes("nodes/register/", apis.Registration, name="api-node-register"),
     path(
         "nodes/check-in/challenge/",
         apis.CheckInChallengeApi.as_view(),

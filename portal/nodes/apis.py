@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -13,15 +14,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.consortium.apis import TypedDataSerializer
-from portal.consortium.models import Staff
+from portal.consortium.models import Member
 from portal.consortium.selectors import staff_of
 from portal.core import chain as portal_chain
-from portal.core.schema import errors as _errors
-from portal.core.serializers import SignedInputSerializer, hex_field
+from portal.core.apis import ListApi
+from portal.core.schema import error_responses as _errors
+from portal.core.serializers import FastRepresentation, hex_field
+from portal.core.signed_apis import SignedActionApis
 from portal.nodes import services
 from portal.nodes.models import Node
-from portal.nodes.selectors import node_get, node_list, node_of
+from portal.nodes.selectors import admin_member, node_get, node_list, node_of
 
 
 class IsMemberStaff(BasePermission):
@@ -36,8 +38,7 @@ class IsMemberAdmin(BasePermission):
     message = "only the admin of an active consortium member can manage its nodes"
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        staff = staff_of(request.user)
-        return staff is not None and staff.member.is_active and staff.role == Staff.Role.ADMIN
+        return admin_member(request.user) is not None
 
 
 class IsNode(BasePermission):
@@ -47,7 +48,7 @@ class IsNode(BasePermission):
         return node_of(request.user) is not None
 
 
-class NodeOutputSerializer(serializers.ModelSerializer):
+class NodeOutputSerializer(FastRepresentation, serializers.ModelSerializer):
     member = serializers.CharField(source="member.name")
     online = serializers.BooleanField(source="is_online")
 
@@ -66,74 +67,44 @@ class NodeOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-def _admin_member(request: Request) -> Any:
-    staff = staff_of(request.user)
-    assert staff is not None  # IsMemberAdmin
-    return staff.member
+class NodeListApi(ListApi):
+    """The viewer's member's nodes."""
 
-
-class NodeListApi(APIView):
     permission_classes = [IsMemberStaff]
+    serializer_class = NodeOutputSerializer
 
-    @extend_schema(responses={200: NodeOutputSerializer(many=True), **_errors(403)})
-    def get(self, request: Request) -> Response:
-        nodes = node_list(viewer=request.user)
-        return Response(NodeOutputSerializer(nodes, many=True).data)
+    def get_queryset(self) -> QuerySet[Node]:
+        return node_list(viewer=self.request.user)
 
 
-class NodeRegistrationTypedDataApi(APIView):
-    """The EIP-712 RegisterNode message for the member's wallet to sign."""
-
+class _NodeAdminApi(APIView):
     permission_classes = [IsMemberAdmin]
 
-    class InputSerializer(serializers.Serializer):
+
+class Registration(_NodeAdminApi, SignedActionApis):
+    """A training node of the admin's member, registered on chain by its governance key."""
+
+    action = "RegisterNode"
+    Output = NodeOutputSerializer
+    status_code = status.HTTP_201_CREATED
+    typed_errors = (400, 403, 503)
+    relay_errors = (400, 403, 409, 503)
+    inputs = ("NodeRegistrationTypedDataInput", "NodeRegisterInput")
+    about = ("The EIP-712 RegisterNode message for the member's wallet to sign.", "")
+
+    class Fields(serializers.Serializer):
         node_id = hex_field(64, "a bytes32 node id", help_text="from `manage.py node_init`")
         signer_address = hex_field(40, "an Ethereum address")
         data_public_key = hex_field(64, "an X25519 public key")
 
-        class Meta:
-            ref_name = "NodeRegistrationTypedDataInput"
-
-    @extend_schema(
-        request=InputSerializer, responses={200: TypedDataSerializer, **_errors(400, 403, 503)}
-    )
-    def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        typed = services.node_registration_typed_data(
-            member=_admin_member(request), **data.validated_data
-        )
-        return Response(typed)
-
-
-class NodeRegisterApi(APIView):
-    permission_classes = [IsMemberAdmin]
-
-    class InputSerializer(SignedInputSerializer):
-        node_id = hex_field(64, "a bytes32 node id")
-        signer_address = hex_field(40, "an Ethereum address")
-        data_public_key = hex_field(64, "an X25519 public key")
+    class RelayFields(Fields):
         label = serializers.CharField(max_length=100, required=False, default="")  # type: ignore[assignment]
 
-        class Meta:
-            ref_name = "NodeRegisterInput"
+    def typed(self, actor: Member, subject: None, data: dict[str, Any]) -> Any:
+        return services.node_registration_typed_data(member=actor, **data)
 
-    @extend_schema(
-        request=InputSerializer,
-        responses={201: NodeOutputSerializer, **_errors(400, 403, 409, 503)},
-    )
-    def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        node = services.node_register(
-            member=_admin_member(request),
-            node_id=data.validated_data["node_id"],
-            signer_address=data.validated_data["signer_address"],
-            data_public_key=data.validated_data["data_public_key"],
-            label=data.validated_data["label"],
-            signature=data.validated_data["signature"],
-        )
-        return Response(NodeOutputSerializer(node).data, status=status.HTTP_201_CREATED)
+    def relay(self, actor: Member, subject: None, data: dict[str, Any]) -> Any:
+        return services.node_register(member=actor, **data)
 
 
 class NodeTokenIssueApi(APIView):

@@ -1,12 +1,8 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+from portal.core import apps
 
 
-class NodesConfig(AppConfig):
+class NodesConfig(apps.PortalApp):
     name = "portal.nodes"
-    label = "nodes"
     verbose_name = "Hospital nodes"
-
-    def ready(self) -> None:
-        from portal.nodes import handlers  # noqa: F401  (registers chain event handlers)

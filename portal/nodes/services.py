@@ -15,21 +15,20 @@ from django.db import transaction
 from django.utils import timezone
 from eth_utils import to_checksum_address
 
-from chain import eip712
 from chain.errors import ContractError
 from portal.consortium.models import Member
 from portal.consortium.services import member_signature
 from portal.core import chain as portal_chain
-from portal.core.apis import ServiceError
+from portal.core import relay
+from portal.core.exceptions import ServiceError
 from portal.core.models import ApiToken
 from portal.core.signing import (
-    chain_domain,
     parse_address,
     parse_bytes32,
     parse_signature,
     recover_signer,
 )
-from portal.core.sync import chain_sync_run
+from portal.core.sync import mirror_receipt
 from portal.core.tokens import api_token_issue, api_token_revoke_all
 from portal.nodes.models import CheckInChallenge, Node
 
@@ -40,14 +39,12 @@ def node_registration_typed_data(
     *, member: Member, node_id: str, signer_address: str, data_public_key: str
 ) -> dict[str, Any]:
     """The EIP-712 RegisterNode message the member's governance key signs."""
-    registry = portal_chain.registry()
-    return eip712.register_node(
-        **chain_domain(),
-        node_id=parse_bytes32(node_id, "node id"),
-        signer=parse_address(signer_address, "node's signing address"),
-        data_key=parse_bytes32(data_public_key, "node's data public key"),
-        nonce=registry.nonce(member.governance_address),
-    )
+    message = {
+        "nodeId": parse_bytes32(node_id, "node id"),
+        "signer": parse_address(signer_address, "node's signing address"),
+        "dataKey": parse_bytes32(data_public_key, "node's data public key"),
+    }
+    return relay.typed_data("RegisterNode", message, signer=member.governance_address)
 
 
 def node_register(
@@ -71,14 +68,8 @@ def node_register(
         member=member, node_id=node_id, signer_address=signer, data_public_key=data_key
     )
     sig = member_signature(member, typed, signature)
-    portal_chain.registry().register_node_by_sig(
-        member=member.governance_address,
-        node_id=node_id,
-        signer=signer,
-        data_key=data_key,
-        signature=sig,
-    )
-    chain_sync_run()
+    receipt = relay.send(typed, sig, signer=member.governance_address)
+    mirror_receipt(receipt)
     node = Node.objects.filter(node_id=node_id).first()
     if node is None:
         raise ServiceError("the node was registered on chain but is not mirrored yet; retry")
@@ -120,9 +111,8 @@ def check_in_challenge_issue(*, node: Node) -> CheckInChallenge:
 
 
 def check_in_typed_data(*, node: Node, challenge: str) -> dict[str, Any]:
-    return eip712.node_check_in(
-        **chain_domain(), node_id=node.node_id, challenge=parse_bytes32(challenge, "challenge")
-    )
+    message = {"nodeId": node.node_id, "challenge": parse_bytes32(challenge, "challenge")}
+    return relay.typed_data("NodeCheckIn", message)
 
 
 @transaction.atomic

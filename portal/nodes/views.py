@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from portal.consortium.models import Staff
 from portal.consortium.selectors import staff_of
-from portal.core.apis import ServiceError
+from portal.core.exceptions import ServiceError
 from portal.nodes import services
 from portal.nodes.selectors import node_get, node_list
 

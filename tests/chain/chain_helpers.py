@@ -9,7 +9,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from chain.client import ChainClient
-from chain.registry import ConsortiumRegistry, Founder, Role
+from chain.consortium_registry import ConsortiumRegistry, Founder, Role
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from chain_helpers import CITY, MARY, deploy_registry
 from eth_utils import keccak
 
 from chain.client import ChainClient
+from chain.consortium_registry import ConsortiumRegistry
 from chain.cursor import EventCursor, MemoryCursorStore
 from chain.events import ChainEvent
-from chain.registry import ConsortiumRegistry
 
 
 def _nodes(reg: ConsortiumRegistry, tag: str, count: int) -> list[ChainEvent]:

@@ -14,7 +14,9 @@ CONTRACT = "0x" + "11" * 20
 
 
 def test_it_builds_wallet_ready_typed_data() -> None:
-    typed = eip712.vote(31337, CONTRACT, proposal_id=7, support=True, voter=EVE.address, nonce=2)
+    typed = eip712.typed_for(
+        "Vote", 31337, CONTRACT, proposal_id=7, support=True, voter=EVE.address, nonce=2
+    )
     assert json.loads(json.dumps(typed)) == typed  # plain JSON, as eth_signTypedData_v4 takes
     assert typed["primaryType"] == "Vote"
     assert typed["domain"] == {
@@ -29,19 +31,26 @@ def test_it_builds_wallet_ready_typed_data() -> None:
         "voter",
         "nonce",
     ]
-    node = eip712.register_node(
-        1, CONTRACT, node_id=b"\x01" * 32, signer=EVE.address, data_key="0x" + "02" * 32, nonce=0
+    node = eip712.typed_for(
+        "RegisterNode",
+        1,
+        CONTRACT,
+        node_id=b"\x01" * 32,
+        signer=EVE.address,
+        data_key="0x" + "02" * 32,
+        nonce=0,
     )
     assert node["message"]["nodeId"] == "0x" + "01" * 32
     encode_typed_data(full_message=node)
     with pytest.raises(ValueError):
-        eip712.revoke_node(1, CONTRACT, node_id=b"\x01" * 31, nonce=0)
+        eip712.typed_for("RevokeNode", 1, CONTRACT, node_id=b"\x01" * 31, nonce=0)
 
 
 @pytest.mark.parametrize(
     "typed",
     [
-        eip712.application(
+        eip712.typed_for(
+            "Application",
             1,
             CONTRACT,
             applicant=EVE.address,
@@ -50,7 +59,8 @@ def test_it_builds_wallet_ready_typed_data() -> None:
             name_hash=b"\x02" * 32,
             nonce=0,
         ),
-        eip712.sponsor_admission(
+        eip712.typed_for(
+            "SponsorAdmission",
             1,
             CONTRACT,
             applicant=EVE.address,
@@ -59,10 +69,16 @@ def test_it_builds_wallet_ready_typed_data() -> None:
             name_hash=b"\x02" * 32,
             nonce=3,
         ),
-        eip712.set_delegate(1, CONTRACT, delegate=EVE.address, scope=2, enabled=False, nonce=1),
-        eip712.revoke_node(1, CONTRACT, node_id=b"\x03" * 32, nonce=9),
-        eip712.rotate_node_key(1, CONTRACT, node_id=b"\x03" * 32, data_key=b"\x04" * 32, nonce=9),
-        eip712.node_check_in(1, CONTRACT, node_id=b"\x03" * 32, challenge=keccak(text="c")),
+        eip712.typed_for(
+            "SetDelegate", 1, CONTRACT, delegate=EVE.address, scope=2, enabled=False, nonce=1
+        ),
+        eip712.typed_for("RevokeNode", 1, CONTRACT, node_id=b"\x03" * 32, nonce=9),
+        eip712.typed_for(
+            "RotateNodeKey", 1, CONTRACT, node_id=b"\x03" * 32, data_key=b"\x04" * 32, nonce=9
+        ),
+        eip712.typed_for(
+            "NodeCheckIn", 1, CONTRACT, node_id=b"\x03" * 32, challenge=keccak(text="c")
+        ),
     ],
     ids=lambda t: t["primaryType"],
 )
@@ -98,7 +114,12 @@ def test_it_matches_the_contracts_domain_and_verifies_on_chain(client: ChainClie
         sender_key=MARY.key,
     )
     typed = reg.vote_typed(1, True, CITY.address)
-    receipt = reg.vote_by_sig(1, True, CITY.address, eip712.sign_typed(CITY.key, typed))
+    receipt = reg.send_signed(
+        "Vote",
+        {"proposalId": 1, "support": True, "voter": CITY.address},
+        eip712.sign_typed(CITY.key, typed),
+        signer=CITY.address,
+    )
     assert reg.decode_events(receipt)[0].args["memberId"] == 2
     assert fields == b"\x0f"
 

@@ -9,7 +9,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCErro
 from chain import eip712, errors
 from chain.artifacts import load_artifact
 from chain.client import ChainClient
-from chain.registry import ConsortiumRegistry
+from chain.consortium_registry import ConsortiumRegistry
 
 ABI = load_artifact("ConsortiumRegistry").abi
 SELECTORS = {item["name"]: sel for sel, item in errors.error_selectors(ABI).items()}
@@ -50,13 +50,13 @@ def _refusals(reg: ConsortiumRegistry) -> list[tuple[str, dict]]:
 
 
 EXPECTED = [
-    ("UnknownMember", {"memberId": 42}),
-    ("NotMember", {"account": "RELAYER"}),
-    ("NotHospital", {"memberId": 4}),
-    ("InvalidSignature", {"expected": HARBOUR.address, "recovered": EVE.address}),
-    ("AlreadyVoted", {"proposalId": 1, "memberId": 2}),
-    ("AlreadyVoted", {"proposalId": 1, "memberId": 2}),
-    ("NotEligible", {"proposalId": 1, "memberId": 4}),
+    ("ConsortiumRegistryUnknownMember", {"memberId": 42}),
+    ("ConsortiumRegistryNotMember", {"account": "RELAYER"}),
+    ("ConsortiumRegistryNotHospital", {"memberId": 4}),
+    ("MemberSignedInvalidSignature", {"expected": HARBOUR.address, "recovered": EVE.address}),
+    ("QuorumVoteAlreadyVoted", {"proposalId": 1, "memberId": 2}),
+    ("QuorumVoteAlreadyVoted", {"proposalId": 1, "memberId": 2}),
+    ("QuorumVoteNotEligible", {"proposalId": 1, "memberId": 4}),
 ]
 
 
@@ -76,14 +76,14 @@ def test_it_decodes_reverts_identically_on_eth_tester_and_anvil(
 
 
 def test_it_raises_one_class_per_error_name() -> None:
-    cls = errors.lookup("AlreadyVoted")
-    assert cls is errors.lookup("AlreadyVoted")
-    assert issubclass(cls, errors.ContractError) and cls.__name__ == "AlreadyVoted"
-    data = SELECTORS["AlreadyVoted"] + encode(["uint256", "uint256"], [3, 5])
+    cls = errors.lookup("QuorumVoteAlreadyVoted")
+    assert cls is errors.lookup("QuorumVoteAlreadyVoted")
+    assert issubclass(cls, errors.ContractError) and cls.__name__ == "QuorumVoteAlreadyVoted"
+    data = SELECTORS["QuorumVoteAlreadyVoted"] + encode(["uint256", "uint256"], [3, 5])
     exc = errors.decode_data(data, ABI)
     assert isinstance(exc, cls)
     assert exc.args_dict == {"proposalId": 3, "memberId": 5}
-    assert str(exc) == "AlreadyVoted(proposalId=3, memberId=5)"
+    assert str(exc) == "QuorumVoteAlreadyVoted(proposalId=3, memberId=5)"
 
 
 def _data(name: str, types: list[str], values: list) -> bytes:
@@ -104,9 +104,9 @@ def _data(name: str, types: list[str], values: list) -> bytes:
     ids=["eth-tester", "anvil", "logic-error", "json-rpc"],
 )
 def test_it_decodes_every_node_flavour(make) -> None:
-    data = _data("NotMember", ["address"], [EVE.address])
+    data = _data("ConsortiumRegistryNotMember", ["address"], [EVE.address])
     decoded = errors.decode_revert(make(data), ABI)
-    assert type(decoded).__name__ == "NotMember"
+    assert type(decoded).__name__ == "ConsortiumRegistryNotMember"
     assert decoded is not None and decoded.args_dict == {"account": EVE.address}
 
 
@@ -127,3 +127,22 @@ def test_it_decodes_reason_strings_panics_and_unknown_errors() -> None:
 def test_it_reports_an_unreachable_node() -> None:
     with pytest.raises(errors.ChainUnavailable):
         ChainClient.from_url(f"http://127.0.0.1:{free_port()}", relayer_key=None, timeout=2)
+
+
+def test_each_error_name_is_one_selector_across_the_contracts() -> None:
+    """Prefixed per contract, no name means two different errors in two ABIs."""
+    signatures: dict[str, set[str]] = {}
+    for name in ("ConsortiumRegistry", "DatasetRegistry"):
+        for item in load_artifact(name).abi:
+            if item["type"] == "error":
+                signatures.setdefault(item["name"], set()).add(errors.error_signature(item))
+    assert {n: s for n, s in signatures.items() if len(s) > 1} == {}
+    openzeppelin = {"InvalidAccountNonce", "InvalidShortString", "StringTooLong"}
+    prefixes = ("ConsortiumRegistry", "DatasetRegistry", "MemberSigned", "QuorumVote")
+    assert {n for n in signatures if not n.startswith(prefixes)} == openzeppelin
+
+
+def test_it_refuses_one_name_for_two_signatures() -> None:
+    errors.lookup("SomeContractOops", "SomeContractOops(uint256)")
+    with pytest.raises(TypeError, match="SomeContractOops"):
+        errors.lookup("SomeContractOops", "SomeContractOops(address)")

@@ -9,8 +9,8 @@ from typing import Any
 from registry_helpers import CITY, MARY, NORTH, Persona, persona, sign
 
 from chain import eip712
-from chain.datasets import ZERO_HASH, DatasetRegistry, dataset_id_of
-from chain.registry import ConsortiumRegistry, Scope
+from chain.consortium_registry import ConsortiumRegistry, Scope
+from chain.dataset_registry import ZERO_HASH, DatasetRegistry, dataset_id_of
 
 STEWARD = persona("steward")  # MARY's DATA delegate
 CITY_STEWARD = persona("city-steward")  # CITY's DATA delegate
@@ -55,13 +55,16 @@ def anchor(
         manifest_hash=manifest_hash,
         previous=previous,
     )
-    return ds.anchor_manifest_by_sig(
-        dataset_id=dataset_id,
-        version=version,
-        manifest_hash=manifest_hash,
-        previous=previous,
+    return ds.send_signed(
+        "AnchorManifest",
+        {
+            "datasetId": dataset_id,
+            "version": version,
+            "manifestHash": manifest_hash,
+            "previous": previous,
+        },
+        sign(signer, typed),
         signer=signer.address,
-        signature=sign(signer, typed),
     )
 
 

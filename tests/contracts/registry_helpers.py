@@ -13,7 +13,7 @@ from eth_utils import keccak
 
 from chain import eip712, errors
 from chain.client import ChainClient
-from chain.registry import ConsortiumRegistry, Founder, Role
+from chain.consortium_registry import ConsortiumRegistry, Founder, Role
 
 QUORUM_BPS = 5000
 VOTING_PERIOD = 3600

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from dataset_helpers import (
     CITY_NODE,
     CITY_STEWARD,
@@ -19,34 +16,15 @@ from dataset_helpers import (
     manifest,
     recovered_after_replay,
     remove_member,
-    set_up_members,
 )
-from registry_helpers import CITY, EVE, MARY, NEWKEY, NORTH, Deployment, reverts, sign
+from registry_helpers import CITY, EVE, MARY, NEWKEY, NORTH, reverts, sign
 
 from chain import eip712
-from chain.datasets import Dataset, DatasetRegistry, Grant, dataset_id_of, dataset_id_parts
-from chain.registry import ConsortiumRegistry, Scope
+from chain.consortium_registry import ConsortiumRegistry, Scope
+from chain.dataset_registry import Dataset, DatasetRegistry, Grant, dataset_id_of, dataset_id_parts
 
 M1, M2, M3 = manifest("v1"), manifest("v2"), manifest("v3")
 ZERO_ADDRESS = "0x" + "00" * 20
-
-
-@pytest.fixture(scope="module")
-def deployed(deployment: Deployment) -> Iterator[DatasetRegistry]:
-    """Deployed once for this file, with delegates and nodes; all undone after the file."""
-    client = deployment.client
-    snapshot = client.w3.testing.snapshot()
-    for p in (STEWARD, CITY_STEWARD, OPERATOR):
-        client.fund(p.address, 10**18)
-    set_up_members(deployment.registry)
-    yield DatasetRegistry.deploy(client, registry_address=deployment.registry.address)
-    client.w3.testing.revert(snapshot)
-
-
-@pytest.fixture
-def ds(deployed: DatasetRegistry, reg: ConsortiumRegistry) -> DatasetRegistry:
-    """The file's DatasetRegistry; ``reg`` undoes each test's changes to both contracts."""
-    return deployed
 
 
 def events(ds: DatasetRegistry, receipt) -> list[tuple[str, dict]]:
@@ -98,34 +76,34 @@ def test_it_chains_versions_by_governance_and_delegate(ds: DatasetRegistry) -> N
 
 
 def test_it_refuses_broken_version_chains(ds: DatasetRegistry) -> None:
-    with reverts("VersionMismatch", datasetId=DATASET, expected=1, given=2):
+    with reverts("DatasetRegistryVersionMismatch", datasetId=DATASET, expected=1, given=2):
         anchor(ds, STEWARD, 2, M1)
-    with reverts("PreviousMismatch", datasetId=DATASET, expected=ZERO, given=M3):
+    with reverts("DatasetRegistryPreviousMismatch", datasetId=DATASET, expected=ZERO, given=M3):
         anchor(ds, STEWARD, 1, M1, previous=M3)
     anchor(ds, STEWARD, 1, M1)
-    with reverts("VersionMismatch", datasetId=DATASET, expected=2, given=1):
+    with reverts("DatasetRegistryVersionMismatch", datasetId=DATASET, expected=2, given=1):
         anchor(ds, STEWARD, 1, M2)
-    with reverts("VersionMismatch", datasetId=DATASET, expected=2, given=3):
+    with reverts("DatasetRegistryVersionMismatch", datasetId=DATASET, expected=2, given=3):
         anchor(ds, STEWARD, 3, M2, previous=M1)
-    with reverts("PreviousMismatch", datasetId=DATASET, expected=M1, given=M3):
+    with reverts("DatasetRegistryPreviousMismatch", datasetId=DATASET, expected=M1, given=M3):
         anchor(ds, STEWARD, 2, M2, previous=M3)
-    with reverts("ManifestAlreadyAnchored", manifestHash=M1):
+    with reverts("DatasetRegistryManifestAlreadyAnchored", manifestHash=M1):
         anchor(ds, STEWARD, 2, M1, previous=M1)
     with reverts("DatasetRegistryForeignId", datasetId=OTHER, idMemberId=2, memberId=1):
         anchor(ds, STEWARD, 1, M2, dataset_id=OTHER)
-    with reverts("InvalidDataset", datasetId=ZERO):
+    with reverts("DatasetRegistryInvalidDataset", datasetId=ZERO):
         anchor(ds, STEWARD, 1, M2, dataset_id=ZERO)
-    with reverts("InvalidHash", hash=ZERO):
+    with reverts("DatasetRegistryInvalidHash", hash=ZERO):
         anchor(ds, STEWARD, 2, ZERO, previous=M1)
     assert ds.nonce(STEWARD.address) == 1  # a refused action uses no nonce
 
 
 def test_it_refuses_outsiders_and_other_members(ds: DatasetRegistry) -> None:
-    with reverts("NotAuthorised", signer=EVE.address):
+    with reverts("DatasetRegistryNotAuthorised", signer=EVE.address):
         anchor(ds, EVE, 1, M1)
-    with reverts("NotAuthorised", signer=OPERATOR.address):  # a NODE delegate
+    with reverts("DatasetRegistryNotAuthorised", signer=OPERATOR.address):  # a NODE delegate
         anchor(ds, OPERATOR, 1, M1)
-    with reverts("NotAuthorised", signer=EVE.address):
+    with reverts("DatasetRegistryNotAuthorised", signer=EVE.address):
         ds.anchor_manifest(dataset_id=DATASET, version=1, manifest_hash=M1, sender_key=EVE.key)
     anchor(ds, STEWARD, 1, M1)
     with reverts("DatasetRegistryForeignId", datasetId=DATASET, idMemberId=1, memberId=2):
@@ -160,14 +138,14 @@ def test_it_refuses_a_removed_member_and_its_delegates(
     anchor(ds, CITY, 1, M1, dataset_id=OTHER)
     anchor(ds, STEWARD, 1, M2)
     remove_member(reg, 2)
-    with reverts("NotAuthorised", signer=CITY.address):
+    with reverts("DatasetRegistryNotAuthorised", signer=CITY.address):
         anchor(ds, CITY, 2, M3, previous=M1, dataset_id=OTHER)
-    with reverts("MemberInactive", memberId=2):  # the registry keeps the delegation
+    with reverts("DatasetRegistryMemberInactive", memberId=2):  # the registry keeps the delegation
         anchor(ds, CITY_STEWARD, 2, M3, previous=M1, dataset_id=OTHER)
-    with reverts("NotAuthorised", signer=CITY.address):
+    with reverts("DatasetRegistryNotAuthorised", signer=CITY.address):
         ds.withdraw(dataset_id=OTHER, sender_key=CITY.key)
     assert reg.node(CITY_NODE).active  # still listed, but its member is gone
-    with reverts("UnknownNode", nodeId=CITY_NODE):
+    with reverts("DatasetRegistryUnknownNode", nodeId=CITY_NODE):
         ds.record_grant(
             dataset_id=DATASET, node_id=CITY_NODE, grant_hash=grant("c"), sender_key=MARY.key
         )
@@ -177,11 +155,15 @@ def test_it_refuses_forged_replayed_and_foreign_signatures(ds: DatasetRegistry) 
     typed = ds.anchor_manifest_typed(
         signer=STEWARD.address, dataset_id=DATASET, version=1, manifest_hash=M1
     )
-    args = {"dataset_id": DATASET, "version": 1, "manifest_hash": M1, "previous": ZERO}
-    with reverts("InvalidSignature", expected=STEWARD.address, recovered=EVE.address):
-        ds.anchor_manifest_by_sig(**args, signer=STEWARD.address, signature=sign(EVE, typed))
-    with reverts("InvalidSignature", expected=STEWARD.address, recovered=ZERO_ADDRESS):
-        ds.anchor_manifest_by_sig(**args, signer=STEWARD.address, signature=b"\x01" * 65)
+    message = {"datasetId": DATASET, "version": 1, "manifestHash": M1, "previous": ZERO}
+
+    def relay(signature: bytes):
+        return ds.send_signed("AnchorManifest", message, signature, signer=STEWARD.address)
+
+    with reverts("MemberSignedInvalidSignature", expected=STEWARD.address, recovered=EVE.address):
+        relay(sign(EVE, typed))
+    with reverts("MemberSignedInvalidSignature", expected=STEWARD.address, recovered=ZERO_ADDRESS):
+        relay(b"\x01" * 65)
     foreign = [
         {**typed, "domain": {**typed["domain"], "name": eip712.DOMAIN_NAME}},
         {**typed, "domain": {**typed["domain"], "chainId": 1}},
@@ -191,21 +173,23 @@ def test_it_refuses_forged_replayed_and_foreign_signatures(ds: DatasetRegistry) 
         signature = sign(STEWARD, other)
         recovered = eip712.recover_typed(typed, signature)
         assert recovered != STEWARD.address
-        with reverts("InvalidSignature", expected=STEWARD.address, recovered=recovered):
-            ds.anchor_manifest_by_sig(**args, signer=STEWARD.address, signature=signature)
+        with reverts("MemberSignedInvalidSignature", expected=STEWARD.address, recovered=recovered):
+            relay(signature)
     signature = sign(STEWARD, typed)
-    ds.anchor_manifest_by_sig(**args, signer=STEWARD.address, signature=signature)
+    relay(signature)
     replayed = recovered_after_replay(typed, signature, ds.nonce(STEWARD.address))
-    with reverts("InvalidSignature", expected=STEWARD.address, recovered=replayed):
-        ds.anchor_manifest_by_sig(**args, signer=STEWARD.address, signature=signature)
+    with reverts("MemberSignedInvalidSignature", expected=STEWARD.address, recovered=replayed):
+        relay(signature)
     # A signature for one action does not pass for another with the same fields.
     withdraw = ds.withdraw_typed(signer=MARY.address, dataset_id=DATASET)
     revoke = ds.revoke_grant_typed(signer=MARY.address, dataset_id=DATASET, node_id=MARY_NODE)
     wrong = sign(MARY, revoke)
     with reverts(
-        "InvalidSignature", expected=MARY.address, recovered=eip712.recover_typed(withdraw, wrong)
+        "MemberSignedInvalidSignature",
+        expected=MARY.address,
+        recovered=eip712.recover_typed(withdraw, wrong),
     ):
-        ds.withdraw_by_sig(dataset_id=DATASET, signer=MARY.address, signature=wrong)
+        ds.send_signed("WithdrawDataset", {"datasetId": DATASET}, wrong, signer=MARY.address)
 
 
 def test_it_records_grants_to_own_and_cross_member_nodes(ds: DatasetRegistry) -> None:
@@ -213,12 +197,11 @@ def test_it_records_grants_to_own_and_cross_member_nodes(ds: DatasetRegistry) ->
     typed = ds.record_grant_typed(
         signer=MARY.address, dataset_id=DATASET, node_id=MARY_NODE, grant_hash=grant("m")
     )
-    receipt = ds.record_grant_by_sig(
-        dataset_id=DATASET,
-        node_id=MARY_NODE,
-        grant_hash=grant("m"),
+    receipt = ds.send_signed(
+        "RecordGrant",
+        {"datasetId": DATASET, "nodeId": MARY_NODE, "grantHash": grant("m")},
+        sign(MARY, typed),
         signer=MARY.address,
-        signature=sign(MARY, typed),
     )
     assert events(ds, receipt) == [
         (
@@ -252,14 +235,17 @@ def test_it_revokes_a_grant(ds: DatasetRegistry) -> None:
         dataset_id=DATASET, node_id=CITY_NODE, grant_hash=grant("c"), sender_key=MARY.key
     )
     typed = ds.revoke_grant_typed(signer=MARY.address, dataset_id=DATASET, node_id=CITY_NODE)
-    receipt = ds.revoke_grant_by_sig(
-        dataset_id=DATASET, node_id=CITY_NODE, signer=MARY.address, signature=sign(MARY, typed)
+    receipt = ds.send_signed(
+        "RevokeGrant",
+        {"datasetId": DATASET, "nodeId": CITY_NODE},
+        sign(MARY, typed),
+        signer=MARY.address,
     )
     assert events(ds, receipt) == [("GrantRevoked", {"datasetId": DATASET, "nodeId": CITY_NODE})]
     assert ds.grant_of(DATASET, CITY_NODE) == Grant(DATASET, CITY_NODE, grant("c"), False)
-    with reverts("UnknownGrant", datasetId=DATASET, nodeId=CITY_NODE):
+    with reverts("DatasetRegistryUnknownGrant", datasetId=DATASET, nodeId=CITY_NODE):
         ds.revoke_grant(dataset_id=DATASET, node_id=CITY_NODE, sender_key=MARY.key)
-    with reverts("UnknownGrant", datasetId=DATASET, nodeId=MARY_NODE):
+    with reverts("DatasetRegistryUnknownGrant", datasetId=DATASET, nodeId=MARY_NODE):
         ds.revoke_grant(dataset_id=DATASET, node_id=MARY_NODE, sender_key=MARY.key)
 
 
@@ -271,33 +257,39 @@ def test_it_takes_grants_from_the_owners_governance_or_data_delegates(
             dataset_id=dataset_id, node_id=node_id, grant_hash=grant("g"), sender_key=sender_key
         )
 
-    with reverts("UnknownDataset", datasetId=DATASET):
+    with reverts("DatasetRegistryUnknownDataset", datasetId=DATASET):
         record(MARY.key)
     anchor(ds, STEWARD, 1, M1)
-    with reverts("NotAuthorised", signer=OPERATOR.address):  # a NODE delegate may not grant
+    with reverts(
+        "DatasetRegistryNotAuthorised", signer=OPERATOR.address
+    ):  # a NODE delegate may not grant
         record(OPERATOR.key)
-    with reverts("NotAuthorised", signer=EVE.address):
+    with reverts("DatasetRegistryNotAuthorised", signer=EVE.address):
         record(EVE.key)
-    with reverts("NotOwner", datasetId=DATASET, memberId=2):
+    with reverts("DatasetRegistryNotOwner", datasetId=DATASET, memberId=2):
         record(CITY.key, node_id=CITY_NODE)
-    with reverts("NotOwner", datasetId=DATASET, memberId=2):  # another member's steward
+    with reverts(
+        "DatasetRegistryNotOwner", datasetId=DATASET, memberId=2
+    ):  # another member's steward
         record(CITY_STEWARD.key, node_id=CITY_NODE)
-    with reverts("UnknownNode", nodeId=OTHER):
+    with reverts("DatasetRegistryUnknownNode", nodeId=OTHER):
         record(MARY.key, node_id=OTHER)
-    with reverts("UnknownNode", nodeId=OTHER):
+    with reverts("DatasetRegistryUnknownNode", nodeId=OTHER):
         record(STEWARD.key, node_id=OTHER)
-    with reverts("InvalidHash", hash=ZERO):
+    with reverts("DatasetRegistryInvalidHash", hash=ZERO):
         ds.record_grant(dataset_id=DATASET, node_id=MARY_NODE, grant_hash=ZERO, sender_key=MARY.key)
     record(MARY.key)
     record(STEWARD.key)
-    with reverts("NotOwner", datasetId=DATASET, memberId=2):
+    with reverts("DatasetRegistryNotOwner", datasetId=DATASET, memberId=2):
         ds.revoke_grant(dataset_id=DATASET, node_id=MARY_NODE, sender_key=CITY.key)
-    with reverts("NotAuthorised", signer=STEWARD.address):  # revoking stays with governance
+    with reverts(
+        "DatasetRegistryNotAuthorised", signer=STEWARD.address
+    ):  # revoking stays with governance
         ds.revoke_grant(dataset_id=DATASET, node_id=MARY_NODE, sender_key=STEWARD.key)
     reg.revoke_node(MARY_NODE, sender_key=MARY.key)
-    with reverts("UnknownNode", nodeId=MARY_NODE):
+    with reverts("DatasetRegistryUnknownNode", nodeId=MARY_NODE):
         record(MARY.key)
-    with reverts("UnknownNode", nodeId=MARY_NODE):
+    with reverts("DatasetRegistryUnknownNode", nodeId=MARY_NODE):
         record(STEWARD.key)
     ds.revoke_grant(dataset_id=DATASET, node_id=MARY_NODE, sender_key=MARY.key)  # still revocable
 
@@ -307,12 +299,11 @@ def test_it_lets_a_data_delegate_grant_its_members_own_nodes(ds: DatasetRegistry
     typed = ds.record_grant_typed(
         signer=STEWARD.address, dataset_id=DATASET, node_id=MARY_NODE, grant_hash=grant("m")
     )
-    receipt = ds.record_grant_by_sig(
-        dataset_id=DATASET,
-        node_id=MARY_NODE,
-        grant_hash=grant("m"),
+    receipt = ds.send_signed(
+        "RecordGrant",
+        {"datasetId": DATASET, "nodeId": MARY_NODE, "grantHash": grant("m")},
+        sign(STEWARD, typed),
         signer=STEWARD.address,
-        signature=sign(STEWARD, typed),
     )
     assert events(ds, receipt) == [
         (
@@ -327,7 +318,11 @@ def test_it_lets_a_data_delegate_grant_its_members_own_nodes(ds: DatasetRegistry
         )
     ]
     assert ds.grant_of(DATASET, MARY_NODE) == Grant(DATASET, MARY_NODE, grant("m"), True)
-    assert ds.nonce(STEWARD.address) == 2  # the anchor, then the grant
+    assert ds.nonce(STEWARD.address) == 1  # the anchor; the grant took its pair's own nonce
+    assert (
+        ds.nonce_for("RecordGrant", STEWARD.address, {"datasetId": DATASET, "nodeId": MARY_NODE})
+        == 1
+    )
 
 
 def test_it_refuses_a_data_delegates_grant_to_another_members_node(ds: DatasetRegistry) -> None:
@@ -341,12 +336,11 @@ def test_it_refuses_a_data_delegates_grant_to_another_members_node(ds: DatasetRe
         nodeId=CITY_NODE,
         nodeMemberId=2,
     ):
-        ds.record_grant_by_sig(
-            dataset_id=DATASET,
-            node_id=CITY_NODE,
-            grant_hash=grant("c"),
+        ds.send_signed(
+            "RecordGrant",
+            {"datasetId": DATASET, "nodeId": CITY_NODE, "grantHash": grant("c")},
+            sign(STEWARD, typed),
             signer=STEWARD.address,
-            signature=sign(STEWARD, typed),
         )
     with reverts(
         "DatasetRegistryCrossMemberGrant",
@@ -362,12 +356,11 @@ def test_it_refuses_a_data_delegates_grant_to_another_members_node(ds: DatasetRe
     typed = ds.record_grant_typed(
         signer=MARY.address, dataset_id=DATASET, node_id=CITY_NODE, grant_hash=grant("c")
     )
-    receipt = ds.record_grant_by_sig(
-        dataset_id=DATASET,
-        node_id=CITY_NODE,
-        grant_hash=grant("c"),
+    receipt = ds.send_signed(
+        "RecordGrant",
+        {"datasetId": DATASET, "nodeId": CITY_NODE, "grantHash": grant("c")},
+        sign(MARY, typed),
         signer=MARY.address,
-        signature=sign(MARY, typed),
     )
     [(name, args)] = events(ds, receipt)
     assert (name, args["nodeMemberId"], args["crossMember"]) == ("GrantRecorded", 2, True)
@@ -382,15 +375,14 @@ def test_it_refuses_grants_from_a_removed_data_delegate(
     )
     signature = sign(STEWARD, typed)  # signed while still a delegate
     reg.set_delegate(STEWARD.address, Scope.DATA, False, sender_key=MARY.key)
-    with reverts("NotAuthorised", signer=STEWARD.address):
-        ds.record_grant_by_sig(
-            dataset_id=DATASET,
-            node_id=MARY_NODE,
-            grant_hash=grant("m"),
+    with reverts("DatasetRegistryNotAuthorised", signer=STEWARD.address):
+        ds.send_signed(
+            "RecordGrant",
+            {"datasetId": DATASET, "nodeId": MARY_NODE, "grantHash": grant("m")},
+            signature,
             signer=STEWARD.address,
-            signature=signature,
         )
-    with reverts("NotAuthorised", signer=STEWARD.address):
+    with reverts("DatasetRegistryNotAuthorised", signer=STEWARD.address):
         ds.record_grant(
             dataset_id=DATASET, node_id=MARY_NODE, grant_hash=grant("m"), sender_key=STEWARD.key
         )
@@ -401,34 +393,34 @@ def test_it_refuses_grants_from_a_removed_members_data_delegate(
 ) -> None:
     anchor(ds, CITY_STEWARD, 1, M1, dataset_id=OTHER)
     remove_member(reg, 2)
-    with reverts("MemberInactive", memberId=2):  # the registry keeps the delegation
+    with reverts("DatasetRegistryMemberInactive", memberId=2):  # the registry keeps the delegation
         ds.record_grant(
             dataset_id=OTHER, node_id=CITY_NODE, grant_hash=grant("c"), sender_key=CITY_STEWARD.key
         )
 
 
 def test_it_withdraws_a_dataset_for_good(ds: DatasetRegistry) -> None:
-    with reverts("UnknownDataset", datasetId=DATASET):
+    with reverts("DatasetRegistryUnknownDataset", datasetId=DATASET):
         ds.withdraw(dataset_id=DATASET, sender_key=MARY.key)
     anchor(ds, STEWARD, 1, M1)
     ds.record_grant(
         dataset_id=DATASET, node_id=MARY_NODE, grant_hash=grant("m"), sender_key=MARY.key
     )
-    with reverts("NotAuthorised", signer=STEWARD.address):
+    with reverts("DatasetRegistryNotAuthorised", signer=STEWARD.address):
         ds.withdraw(dataset_id=DATASET, sender_key=STEWARD.key)
-    with reverts("NotOwner", datasetId=DATASET, memberId=3):
+    with reverts("DatasetRegistryNotOwner", datasetId=DATASET, memberId=3):
         ds.withdraw(dataset_id=DATASET, sender_key=NORTH.key)
     typed = ds.withdraw_typed(signer=MARY.address, dataset_id=DATASET)
-    receipt = ds.withdraw_by_sig(
-        dataset_id=DATASET, signer=MARY.address, signature=sign(MARY, typed)
+    receipt = ds.send_signed(
+        "WithdrawDataset", {"datasetId": DATASET}, sign(MARY, typed), signer=MARY.address
     )
     assert events(ds, receipt) == [("DatasetWithdrawn", {"datasetId": DATASET, "ownerId": 1})]
     assert ds.dataset(DATASET) == Dataset(DATASET, 1, 1, M1, True)
-    with reverts("DatasetIsWithdrawn", datasetId=DATASET):
+    with reverts("DatasetRegistryDatasetIsWithdrawn", datasetId=DATASET):
         anchor(ds, STEWARD, 2, M2, previous=M1)
-    with reverts("DatasetIsWithdrawn", datasetId=DATASET):
+    with reverts("DatasetRegistryDatasetIsWithdrawn", datasetId=DATASET):
         ds.withdraw(dataset_id=DATASET, sender_key=MARY.key)
-    with reverts("DatasetIsWithdrawn", datasetId=DATASET):
+    with reverts("DatasetRegistryDatasetIsWithdrawn", datasetId=DATASET):
         ds.record_grant(
             dataset_id=DATASET, node_id=CITY_NODE, grant_hash=grant("c"), sender_key=MARY.key
         )
@@ -442,7 +434,7 @@ def test_it_follows_a_rotated_governance_key(ds: DatasetRegistry, reg: Consortiu
     proposal_id = reg.proposal_id_from(reg.decode_events(receipt))
     reg.vote(proposal_id, True, sender_key=CITY.key)
     reg.vote(proposal_id, True, sender_key=NORTH.key)
-    with reverts("NotAuthorised", signer=MARY.address):
+    with reverts("DatasetRegistryNotAuthorised", signer=MARY.address):
         anchor(ds, MARY, 2, M2, previous=M1)
     receipt = anchor(ds, NEWKEY, 2, M2, previous=M1)
     assert ds.decode_events(receipt)[0].args["ownerId"] == 1
@@ -464,5 +456,5 @@ def test_it_reads_the_registry_it_was_deployed_with(
         "verifyingContract": contract,
     }
     assert name == eip712.DATASETS_DOMAIN_NAME
-    with reverts("InvalidAddress", account=ZERO_ADDRESS):
+    with reverts("DatasetRegistryInvalidAddress", account=ZERO_ADDRESS):
         DatasetRegistry.deploy(ds.client, registry_address=ZERO_ADDRESS)

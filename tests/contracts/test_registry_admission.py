@@ -18,7 +18,13 @@ from registry_helpers import (
 )
 
 from chain.client import ChainClient
-from chain.registry import ConsortiumRegistry, Founder, ProposalKind, ProposalStatus, Role
+from chain.consortium_registry import (
+    ConsortiumRegistry,
+    Founder,
+    ProposalKind,
+    ProposalStatus,
+    Role,
+)
 
 
 def test_it_sets_up_the_founders(reg: ConsortiumRegistry) -> None:
@@ -39,22 +45,25 @@ def test_it_sets_up_the_founders(reg: ConsortiumRegistry) -> None:
 
 
 @pytest.mark.parametrize(
-    ("roles", "quorum", "period"),
+    ("roles", "quorum", "period", "error"),
     [
-        ([1, 2], 0, 60),
-        ([1, 2], 10_000, 60),
-        ([1, 2], 5000, 0),
-        ([2, 2], 5000, 60),  # no hospital
+        ([1, 2], 0, 60, "QuorumVoteInvalidRules"),
+        ([1, 2], 10_000, 60, "QuorumVoteInvalidRules"),
+        ([1, 2], 5000, 0, "QuorumVoteInvalidRules"),
+        ([2, 2], 5000, 60, "ConsortiumRegistryInvalidConfiguration"),  # no hospital
     ],
 )
 def test_it_refuses_a_bad_configuration(
-    deployment, roles: list[int], quorum: int, period: int
+    deployment, roles: list[int], quorum: int, period: int, error: str
 ) -> None:
     founders = [
         Founder(p.address, role, p.data_key, p.name_hash)
         for p, role in zip((MARY, CITY), roles, strict=True)
     ]
-    with reverts("InvalidConfiguration"):
+    args = (
+        {"quorumBps": quorum, "votingPeriod": period} if error == "QuorumVoteInvalidRules" else {}
+    )
+    with reverts(error, **args):
         ConsortiumRegistry.deploy(
             deployment.client, founders=founders, quorum_bps=quorum, voting_period=period
         )
@@ -65,18 +74,18 @@ def test_it_refuses_bad_founders(deployment) -> None:
         return [Founder(a, r, b"\x01" * 32, b"\x02" * 32) for a, r in rows]
 
     client: ChainClient = deployment.client
-    with reverts("InvalidRole", role=3):
+    with reverts("ConsortiumRegistryInvalidRole", role=3):
         ConsortiumRegistry.deploy(
             client, founders=founders((MARY.address, 3)), quorum_bps=5000, voting_period=60
         )
-    with reverts("AddressInUse", account=MARY.address):
+    with reverts("ConsortiumRegistryAddressInUse", account=MARY.address):
         ConsortiumRegistry.deploy(
             client,
             founders=founders((MARY.address, 1), (MARY.address, 1)),
             quorum_bps=5000,
             voting_period=60,
         )
-    with reverts("InvalidAddress", account="0x" + "00" * 20):
+    with reverts("ConsortiumRegistryInvalidAddress", account="0x" + "00" * 20):
         ConsortiumRegistry.deploy(
             client, founders=founders(("0x" + "00" * 20, 1)), quorum_bps=5000, voting_period=60
         )
@@ -94,7 +103,12 @@ def test_it_opens_an_admission_proposal(reg: ConsortiumRegistry) -> None:
         "proposalId": 1,
         "kind": ProposalKind.ADMISSION,
         "sponsorId": 2,
-        "subject": HARBOUR.address,
+        "subjectId": 0,
+        "account": HARBOUR.address,
+        "role": Role.HOSPITAL,
+        "dataKey": HARBOUR.data_key,
+        "nameHash": HARBOUR.name_hash,
+        "epoch": 0,
         "eligible": 3,
         "deadline": deadline,
     }
@@ -135,6 +149,7 @@ def test_it_admits_on_the_deciding_vote(reg: ConsortiumRegistry) -> None:
                 "role": 2,
                 "dataKey": HARBOUR.data_key,
                 "nameHash": HARBOUR.name_hash,
+                "joinedEpoch": 1,
             },
         ),
     ]
@@ -170,15 +185,15 @@ def test_it_rejects_as_soon_as_the_quorum_is_out_of_reach(reg: ConsortiumRegistr
 def test_it_refuses_sponsors_who_are_not_hospitals(reg: ConsortiumRegistry) -> None:
     sig = application_signature(reg, HARBOUR)
     args = (HARBOUR.address, 1, HARBOUR.data_key, HARBOUR.name_hash, sig)
-    with reverts("NotHospital", memberId=4):
+    with reverts("ConsortiumRegistryNotHospital", memberId=4):
         reg.sponsor_admission(*args, sender_key=LAB.key)
-    with reverts("NotMember", account=EVE.address):
+    with reverts("ConsortiumRegistryNotMember", account=EVE.address):
         reg.sponsor_admission(*args, sender_key=EVE.key)
 
 
 def test_it_refuses_an_application_not_signed_by_the_applicant(reg: ConsortiumRegistry) -> None:
     typed = reg.application_typed(HARBOUR.address, 1, HARBOUR.data_key, HARBOUR.name_hash)
-    with reverts("InvalidSignature", expected=HARBOUR.address, recovered=EVE.address):
+    with reverts("MemberSignedInvalidSignature", expected=HARBOUR.address, recovered=EVE.address):
         reg.sponsor_admission(
             HARBOUR.address,
             1,
@@ -193,9 +208,11 @@ def test_it_refuses_an_application_not_signed_by_the_applicant(reg: ConsortiumRe
         reg.sponsor_admission(
             HARBOUR.address, 1, other_key, HARBOUR.name_hash, sig, sender_key=MARY.key
         )
-    assert type(info.value).__name__ == "InvalidSignature"
+    assert type(info.value).__name__ == "MemberSignedInvalidSignature"
     assert info.value.args_dict["expected"] == HARBOUR.address  # type: ignore[attr-defined]
-    with reverts("InvalidSignature", expected=HARBOUR.address, recovered="0x" + "00" * 20):
+    with reverts(
+        "MemberSignedInvalidSignature", expected=HARBOUR.address, recovered="0x" + "00" * 20
+    ):
         reg.sponsor_admission(
             HARBOUR.address,
             1,
@@ -207,38 +224,49 @@ def test_it_refuses_an_application_not_signed_by_the_applicant(reg: ConsortiumRe
 
 
 def test_it_refuses_members_pending_applicants_and_bad_roles(reg: ConsortiumRegistry) -> None:
-    with reverts("AddressInUse", account=CITY.address):
+    with reverts("ConsortiumRegistryAddressInUse", account=CITY.address):
         sponsor(reg, CITY)
     proposal_id = sponsor(reg, HARBOUR)
-    with reverts("AddressPending", account=HARBOUR.address, proposalId=proposal_id):
+    with reverts(
+        "ConsortiumRegistryAddressPending", account=HARBOUR.address, proposalId=proposal_id
+    ):
         sponsor(reg, HARBOUR, by=CITY)
-    with reverts("InvalidRole", role=0):
+    with reverts("ConsortiumRegistryInvalidRole", role=0):
         sponsor(reg, EVE, role=0)
-    with reverts("InvalidRole", role=3):
+    with reverts("ConsortiumRegistryInvalidRole", role=3):
         sponsor(reg, EVE, role=3)
 
 
 def test_it_sponsors_by_relayed_signatures(reg: ConsortiumRegistry) -> None:
     app_sig = application_signature(reg, HARBOUR)
     typed = reg.sponsor_typed(MARY.address, HARBOUR.address, 1, HARBOUR.data_key, HARBOUR.name_hash)
-    args = (HARBOUR.address, 1, HARBOUR.data_key, HARBOUR.name_hash, app_sig)
-    with reverts("InvalidSignature", expected=MARY.address, recovered=EVE.address):
-        reg.sponsor_admission_by_sig(*args, MARY.address, sign(EVE, typed))
-    receipt = reg.sponsor_admission_by_sig(*args, MARY.address, sign(MARY, typed))
+    message, unsigned = typed["message"], {"applicantSignature": app_sig}
+
+    def relay(signature: bytes):
+        return reg.send_signed(
+            "SponsorAdmission", message, signature, signer=MARY.address, unsigned=unsigned
+        )
+
+    with reverts("MemberSignedInvalidSignature", expected=MARY.address, recovered=EVE.address):
+        relay(sign(EVE, typed))
+    receipt = relay(sign(MARY, typed))
     [opened] = reg.decode_events(receipt)
-    assert opened.args["sponsorId"] == 1 and opened.args["subject"] == HARBOUR.address
+    assert opened.args["sponsorId"] == 1 and opened.args["account"] == HARBOUR.address
     assert reg.nonce(MARY.address) == 1
     # A relayed sponsor must still be an active hospital.
     typed = reg.sponsor_typed(LAB.address, EVE.address, 1, EVE.data_key, EVE.name_hash)
-    with reverts("NotHospital", memberId=4):
-        reg.sponsor_admission_by_sig(
-            EVE.address,
-            1,
-            EVE.data_key,
-            EVE.name_hash,
-            application_signature(reg, EVE),
-            LAB.address,
+    with reverts("ConsortiumRegistryNotHospital", memberId=4):
+        reg.send_signed(
+            "SponsorAdmission",
+            {
+                "applicant": EVE.address,
+                "role": 1,
+                "dataKey": EVE.data_key,
+                "nameHash": EVE.name_hash,
+            },
             sign(LAB, typed),
+            signer=LAB.address,
+            unsigned={"applicantSignature": application_signature(reg, EVE)},
         )
 
 

@@ -16,7 +16,7 @@ from registry_helpers import (
     sponsor,
 )
 
-from chain.registry import ConsortiumRegistry, ProposalKind, ProposalStatus
+from chain.consortium_registry import ConsortiumRegistry, ProposalKind, ProposalStatus, Role
 
 
 def _pass(reg: ConsortiumRegistry, proposal_id: int):
@@ -32,7 +32,9 @@ def test_it_removes_a_member_by_vote(reg: ConsortiumRegistry) -> None:
     receipt = reg.propose_removal(3, sender_key=CITY.key)
     [opened] = reg.decode_events(receipt)
     assert opened.args["kind"] == ProposalKind.REMOVAL
-    assert opened.args["subject"] == NORTH.address  # the subject's governance at opening
+    assert opened.args["account"] == NORTH.address  # the subject's governance at opening
+    assert (opened.args["subjectId"], opened.args["role"]) == (3, Role.HOSPITAL)
+    assert (opened.args["dataKey"], opened.args["nameHash"]) == (NORTH.data_key, NORTH.name_hash)
     p = reg.proposal(opened.args["proposalId"])
     assert (p.subject_id, p.sponsor_id, p.account) == (3, 2, NORTH.address)
     deciding = _pass(reg, p.id)
@@ -44,25 +46,25 @@ def test_it_removes_a_member_by_vote(reg: ConsortiumRegistry) -> None:
     assert reg.member(3).governance == NORTH.address  # history keeps the last address
     assert reg.member_id_of(NORTH.address) == 0
     assert reg.hospital_count() == 2
-    with reverts("NotMember", account=NORTH.address):
+    with reverts("ConsortiumRegistryNotMember", account=NORTH.address):
         reg.propose_removal(1, sender_key=NORTH.key)
-    with reverts("MemberInactive", memberId=3):
+    with reverts("ConsortiumRegistryMemberInactive", memberId=3):
         reg.propose_removal(3, sender_key=MARY.key)
     # The freed address may be admitted again, as a new member.
     assert admit(reg, NORTH) == 5
 
 
 def test_it_refuses_bad_removals(reg: ConsortiumRegistry) -> None:
-    with reverts("NotHospital", memberId=4):
+    with reverts("ConsortiumRegistryNotHospital", memberId=4):
         reg.propose_removal(1, sender_key=LAB.key)
-    with reverts("NotMember", account=EVE.address):
+    with reverts("ConsortiumRegistryNotMember", account=EVE.address):
         reg.propose_removal(1, sender_key=EVE.key)
-    with reverts("UnknownMember", memberId=99):
+    with reverts("ConsortiumRegistryUnknownMember", memberId=99):
         reg.propose_removal(99, sender_key=MARY.key)
     first = _opened(reg, reg.propose_removal(4, sender_key=MARY.key))
-    with reverts("ChangePending", memberId=4, proposalId=first):
+    with reverts("ConsortiumRegistryChangePending", memberId=4, proposalId=first):
         reg.propose_removal(4, sender_key=CITY.key)
-    with reverts("ChangePending", memberId=4, proposalId=first):
+    with reverts("ConsortiumRegistryChangePending", memberId=4, proposalId=first):
         reg.propose_rotation(4, NEWKEY.address, sender_key=LAB.key)
 
 
@@ -76,7 +78,9 @@ def test_it_rotates_a_governance_address_by_vote(reg: ConsortiumRegistry) -> Non
         NEWKEY.address,
         4,
     )
-    with reverts("AddressPending", account=NEWKEY.address, proposalId=proposal_id):
+    with reverts(
+        "ConsortiumRegistryAddressPending", account=NEWKEY.address, proposalId=proposal_id
+    ):
         sponsor(reg, NEWKEY)
     deciding = _pass(reg, proposal_id)
     assert reg.decode_events(deciding)[-1].args == {
@@ -88,7 +92,7 @@ def test_it_rotates_a_governance_address_by_vote(reg: ConsortiumRegistry) -> Non
     assert reg.member(4).governance == NEWKEY.address
     assert reg.member_id_of(NEWKEY.address) == 4
     assert reg.member_id_of(LAB.address) == 0
-    with reverts("NotMember", account=LAB.address):
+    with reverts("ConsortiumRegistryNotMember", account=LAB.address):
         reg.set_delegate(EVE.address, 1, True, sender_key=LAB.key)
     reg.set_delegate(EVE.address, 1, True, sender_key=NEWKEY.key)
 
@@ -102,17 +106,17 @@ def test_it_lets_a_rotated_hospital_keep_voting(reg: ConsortiumRegistry) -> None
 
 
 def test_it_refuses_bad_rotations(reg: ConsortiumRegistry) -> None:
-    with reverts("NotHospital", memberId=4):
+    with reverts("ConsortiumRegistryNotHospital", memberId=4):
         reg.propose_rotation(1, NEWKEY.address, sender_key=LAB.key)
-    with reverts("AddressInUse", account=CITY.address):
+    with reverts("ConsortiumRegistryAddressInUse", account=CITY.address):
         reg.propose_rotation(1, CITY.address, sender_key=MARY.key)
-    with reverts("InvalidAddress", account="0x" + "00" * 20):
+    with reverts("ConsortiumRegistryInvalidAddress", account="0x" + "00" * 20):
         reg.propose_rotation(1, "0x" + "00" * 20, sender_key=MARY.key)
     admission = sponsor(reg, HARBOUR)
-    with reverts("AddressPending", account=HARBOUR.address, proposalId=admission):
+    with reverts("ConsortiumRegistryAddressPending", account=HARBOUR.address, proposalId=admission):
         reg.propose_rotation(1, HARBOUR.address, sender_key=MARY.key)
     reg.set_delegate(EVE.address, 2, True, sender_key=CITY.key)
-    with reverts("AddressInUse", account=EVE.address):
+    with reverts("ConsortiumRegistryAddressInUse", account=EVE.address):
         reg.propose_rotation(1, EVE.address, sender_key=MARY.key)
 
 
@@ -127,9 +131,11 @@ def test_it_frees_a_rejected_rotation_target(reg: ConsortiumRegistry) -> None:
 def test_it_opens_a_removal_relayed_with_the_proposers_signature(reg: ConsortiumRegistry) -> None:
     typed = reg.propose_removal_typed(CITY.address, 3)
     assert typed["primaryType"] == "ProposeRemoval"
-    with reverts("InvalidSignature", expected=CITY.address, recovered=EVE.address):
-        reg.propose_removal_by_sig(3, CITY.address, sign(EVE, typed))
-    receipt = reg.propose_removal_by_sig(3, CITY.address, sign(CITY, typed))
+    with reverts("MemberSignedInvalidSignature", expected=CITY.address, recovered=EVE.address):
+        reg.send_signed("ProposeRemoval", {"memberId": 3}, sign(EVE, typed), signer=CITY.address)
+    receipt = reg.send_signed(
+        "ProposeRemoval", {"memberId": 3}, sign(CITY, typed), signer=CITY.address
+    )
     p = reg.proposal(_opened(reg, receipt))
     assert (p.kind, p.subject_id, p.sponsor_id) == (ProposalKind.REMOVAL, 3, 2)
     assert reg.nonce(CITY.address) == 1
@@ -138,18 +144,20 @@ def test_it_opens_a_removal_relayed_with_the_proposers_signature(reg: Consortium
     # A signature is good once: its nonce is spent.
     spent = {**typed, "message": {**typed["message"], "nonce": reg.nonce(CITY.address)}}
     with reverts(
-        "InvalidSignature", expected=CITY.address, recovered=_recovered(spent, sign(CITY, typed))
+        "MemberSignedInvalidSignature",
+        expected=CITY.address,
+        recovered=_recovered(spent, sign(CITY, typed)),
     ):
-        reg.propose_removal_by_sig(3, CITY.address, sign(CITY, typed))
+        reg.send_signed("ProposeRemoval", {"memberId": 3}, sign(CITY, typed), signer=CITY.address)
 
 
 def test_it_refuses_a_relayed_removal_from_a_non_hospital(reg: ConsortiumRegistry) -> None:
     typed = reg.propose_removal_typed(LAB.address, 1)
-    with reverts("NotHospital", memberId=4):
-        reg.propose_removal_by_sig(1, LAB.address, sign(LAB, typed))
+    with reverts("ConsortiumRegistryNotHospital", memberId=4):
+        reg.send_signed("ProposeRemoval", {"memberId": 1}, sign(LAB, typed), signer=LAB.address)
     typed = reg.propose_removal_typed(EVE.address, 1)
-    with reverts("NotMember", account=EVE.address):
-        reg.propose_removal_by_sig(1, EVE.address, sign(EVE, typed))
+    with reverts("ConsortiumRegistryNotMember", account=EVE.address):
+        reg.send_signed("ProposeRemoval", {"memberId": 1}, sign(EVE, typed), signer=EVE.address)
 
 
 def test_it_opens_a_rotation_relayed_for_the_member_itself(reg: ConsortiumRegistry) -> None:
@@ -157,10 +165,20 @@ def test_it_opens_a_rotation_relayed_for_the_member_itself(reg: ConsortiumRegist
     assert typed["message"]["newGovernance"] == NEWKEY.address
     wrong = reg.propose_rotation_typed(LAB.address, 4, HARBOUR.address)
     swapped = _recovered(typed, sign(LAB, wrong))
-    with reverts("InvalidSignature", expected=LAB.address, recovered=swapped):
+    with reverts("MemberSignedInvalidSignature", expected=LAB.address, recovered=swapped):
         # Signed for another new address: the relayer cannot swap the target.
-        reg.propose_rotation_by_sig(4, NEWKEY.address, LAB.address, sign(LAB, wrong))
-    receipt = reg.propose_rotation_by_sig(4, NEWKEY.address, LAB.address, sign(LAB, typed))
+        reg.send_signed(
+            "ProposeRotation",
+            {"memberId": 4, "newGovernance": NEWKEY.address},
+            sign(LAB, wrong),
+            signer=LAB.address,
+        )
+    receipt = reg.send_signed(
+        "ProposeRotation",
+        {"memberId": 4, "newGovernance": NEWKEY.address},
+        sign(LAB, typed),
+        signer=LAB.address,
+    )
     proposal_id = _opened(reg, receipt)
     assert reg.proposal(proposal_id).account == NEWKEY.address
     _pass(reg, proposal_id)
@@ -169,8 +187,13 @@ def test_it_opens_a_rotation_relayed_for_the_member_itself(reg: ConsortiumRegist
 
 def test_it_refuses_a_relayed_rotation_to_an_address_in_use(reg: ConsortiumRegistry) -> None:
     typed = reg.propose_rotation_typed(MARY.address, 1, CITY.address)
-    with reverts("AddressInUse", account=CITY.address):
-        reg.propose_rotation_by_sig(1, CITY.address, MARY.address, sign(MARY, typed))
+    with reverts("ConsortiumRegistryAddressInUse", account=CITY.address):
+        reg.send_signed(
+            "ProposeRotation",
+            {"memberId": 1, "newGovernance": CITY.address},
+            sign(MARY, typed),
+            signer=MARY.address,
+        )
 
 
 def _recovered(typed, signature: bytes) -> str:

@@ -31,7 +31,7 @@ from registry_helpers import (
 )
 
 from chain import errors
-from chain.registry import ConsortiumRegistry
+from chain.consortium_registry import ConsortiumRegistry
 
 POOL = (MARY, CITY, NORTH, LAB, HARBOUR, EVE, NEWKEY)
 HOSPITAL, SERVER = 1, 2
@@ -92,21 +92,23 @@ class Model:
     def _active(self, address: str) -> int:
         member_id = self.id_of(address)
         if member_id == 0:
-            raise Refused("NotMember", account=address)
+            raise Refused("ConsortiumRegistryNotMember", account=address)
         return member_id
 
     def _hospital(self, address: str) -> int:
         member_id = self._active(address)
         if self.members[member_id - 1].role != HOSPITAL:
-            raise Refused("NotHospital", memberId=member_id)
+            raise Refused("ConsortiumRegistryNotHospital", memberId=member_id)
         return member_id
 
     def _unused(self, address: str) -> None:
         if self.id_of(address):
-            raise Refused("AddressInUse", account=address)
+            raise Refused("ConsortiumRegistryAddressInUse", account=address)
         if address in self.pending_account:
             raise Refused(
-                "AddressPending", account=address, proposalId=self.pending_account[address]
+                "ConsortiumRegistryAddressPending",
+                account=address,
+                proposalId=self.pending_account[address],
             )
 
     def _open(self, kind: int, subject: int, account: str, role: int) -> int:
@@ -118,19 +120,21 @@ class Model:
     def sponsor(self, sponsor: str, applicant: str, role: int) -> None:
         self._hospital(sponsor)
         if role not in (HOSPITAL, SERVER):
-            raise Refused("InvalidRole", role=role)
+            raise Refused("ConsortiumRegistryInvalidRole", role=role)
         self._unused(applicant)
         self.pending_account[applicant] = self._open(ADMISSION, 0, applicant, role)
 
     def _change(self, member_id: int, kind: int, account: str) -> None:
         if not 1 <= member_id <= len(self.members):
-            raise Refused("UnknownMember", memberId=member_id)
+            raise Refused("ConsortiumRegistryUnknownMember", memberId=member_id)
         m = self.members[member_id - 1]
         if not m.active:
-            raise Refused("MemberInactive", memberId=member_id)
+            raise Refused("ConsortiumRegistryMemberInactive", memberId=member_id)
         if member_id in self.pending_change:
             raise Refused(
-                "ChangePending", memberId=member_id, proposalId=self.pending_change[member_id]
+                "ConsortiumRegistryChangePending",
+                memberId=member_id,
+                proposalId=self.pending_change[member_id],
             )
         target = account if kind == ROTATION else m.governance
         pid = self._open(kind, member_id, target, m.role)
@@ -145,28 +149,28 @@ class Model:
     def propose_rotation(self, proposer: str, member_id: int, new: str) -> None:
         proposer_id = self._active(proposer)
         if proposer_id != member_id and self.members[proposer_id - 1].role != HOSPITAL:
-            raise Refused("NotHospital", memberId=proposer_id)
+            raise Refused("ConsortiumRegistryNotHospital", memberId=proposer_id)
         self._unused(new)
         self._change(member_id, ROTATION, new)
 
     def _open_proposal(self, pid: int) -> ProposalModel:
         if not 1 <= pid <= len(self.proposals):
-            raise Refused("UnknownProposal", proposalId=pid)
+            raise Refused("QuorumVoteUnknownProposal", proposalId=pid)
         p = self.proposals[pid - 1]
         if p.status != OPEN:
-            raise Refused("ProposalClosed", proposalId=pid, status=p.status)
+            raise Refused("QuorumVoteProposalClosed", proposalId=pid, status=p.status)
         return p
 
     def vote(self, voter: str, pid: int, support: bool) -> None:
         member_id = self._active(voter)
         p = self._open_proposal(pid)
         if p.expired:
-            raise Refused("ProposalExpired", proposalId=pid, deadline=None)
+            raise Refused("QuorumVoteProposalExpired", proposalId=pid, deadline=None)
         m = self.members[member_id - 1]
         if m.role != HOSPITAL or m.epoch > p.epoch:
-            raise Refused("NotEligible", proposalId=pid, memberId=member_id)
+            raise Refused("QuorumVoteNotEligible", proposalId=pid, memberId=member_id)
         if member_id in p.ballots:
-            raise Refused("AlreadyVoted", proposalId=pid, memberId=member_id)
+            raise Refused("QuorumVoteAlreadyVoted", proposalId=pid, memberId=member_id)
         p.ballots.add(member_id)
         p.yes += support
         p.no += not support
@@ -178,7 +182,7 @@ class Model:
     def finalize(self, pid: int) -> None:
         p = self._open_proposal(pid)
         if not p.expired:
-            raise Refused("ProposalNotExpired", proposalId=pid, deadline=None)
+            raise Refused("QuorumVoteProposalNotExpired", proposalId=pid, deadline=None)
         self._decide(pid, p, False)
 
     def _decide(self, pid: int, p: ProposalModel, accepted: bool) -> None:

@@ -8,15 +8,14 @@ persona records every violation Chromium reports.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver
 from playwright.sync_api import expect
 
 from tests.e2e.test_browser_admission import sign_in
-from tests.e2e.test_browser_dataset import _owner_page_setup
+from tests.e2e.test_browser_dataset_owner import _owner_page_setup
+from tests.routes import fill, routes
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 
@@ -24,27 +23,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 NOT_PAGES = ("api/v1/", "admin/", "accounts/logout/", "api/schema/", "health", "^api/")
 
 
-def _routes(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Iterator[str]:
-    for pattern in patterns:
-        route = prefix + str(pattern.pattern)
-        if isinstance(pattern, URLResolver):
-            yield from _routes(pattern.url_patterns, route)
-        else:
-            yield route
-
-
 def _pages(objects: dict[str, str]) -> list[str]:
     pages = []
-    for route in _routes(get_resolver().url_patterns):
-        if route.startswith(NOT_PAGES) or "typed-data" in route:
-            continue
-        path = route
-        while "<" in path:
-            start, end = path.index("<"), path.index(">")
-            name = path[start + 1 : end].split(":")[-1]
-            assert name in objects, f"no object for <{name}> in {route}: add one to the test"
-            path = path[:start] + objects[name] + path[end + 1 :]
-        pages.append("/" + path)
+    for route, _ in routes():
+        if not route.startswith(NOT_PAGES) and "typed-data" not in route:
+            pages.append(fill(route, lambda converter, name: objects.get(name)))
     return sorted(set(pages))
 
 

@@ -157,7 +157,7 @@ def steward_catalogue(base: str) -> list[dict[str, object]]:
         timeout=30,
     )
     assert listed.status_code == 200, listed.text
-    return list(listed.json())
+    return list(listed.json()["results"])
 
 
 def steward_session(base: str) -> requests.Session:
@@ -205,7 +205,10 @@ def assert_governor_looks_through_the_admin(base: str) -> None:
         },
         timeout=30,
     )
-    assert verified.url == f"{base}admin/" and "MedChain governance" in verified.text
+    # Setting the app up shows the recovery codes once, with the way on.
+    assert 'data-testid="recovery-codes"' in verified.text, verified.text
+    verified = session.get(f"{base}admin/", timeout=30)
+    assert "MedChain governance" in verified.text
     proposals = session.get(f"{base}admin/consortium/proposal/", timeout=30)
     assert proposals.status_code == 200 and "Harbour Hospital" in proposals.text
     nodes = session.get(f"{base}admin/nodes/node/", timeout=30)

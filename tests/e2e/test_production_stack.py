@@ -33,7 +33,7 @@ from eth_utils import keccak
 from chain import eip712
 from chain.anvil import ANVIL_DEV_KEYS, AnvilNode
 from chain.client import ChainClient
-from chain.registry import ConsortiumRegistry
+from chain.consortium_registry import ConsortiumRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -41,6 +41,16 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_DB = 13
+WEB_WORKERS = 2
+WEB_POOL_MAX = 3
+
+
+def web_tier_argv(url: str, *, workers: int) -> list[str]:
+    """docs/load.md's command: proxy headers off, so DJANGO_NUM_PROXIES alone reads them."""
+    port = url.rsplit(":", 1)[1]
+    return [str(BIN / "uvicorn"), "portal.asgi:application", "--host", "127.0.0.1",
+            "--port", port, "--workers", str(workers), "--lifespan", "off",
+            "--no-proxy-headers", "--no-server-header", "--no-access-log"]  # fmt: skip
 
 
 def free_port() -> int:
@@ -243,6 +253,7 @@ class Stack:
     sql: Callable[..., list[tuple[Any, ...]]]
     registry_address: str = ""
     start_block: int = 0
+    web_url: str = ""
 
     def start_worker(self) -> None:
         if "worker" in self.processes.procs:
@@ -262,6 +273,20 @@ class Stack:
              "--loglevel", "INFO"],
             self.env,
         )  # fmt: skip
+
+    def start_web(self) -> str:
+        """The web tier as docs/load.md runs it: uvicorn with two worker processes, each with
+        a pool of at most WEB_POOL_MAX connections (named web in pg_stat_activity)."""
+        if "web" not in self.processes.procs:
+            self.web_url = f"http://127.0.0.1:{free_port()}"
+            env = {
+                **self.env,
+                "PGAPPNAME": "medchain-web",
+                "DATABASE_POOL_MAX_SIZE": str(WEB_POOL_MAX),
+            }
+            self.processes.start("web", web_tier_argv(self.web_url, workers=WEB_WORKERS), env)
+            wait_for("the web server", lambda: http_status(f"{self.web_url}/health") in (200, 503))
+        return self.web_url
 
     def relayer(self) -> ConsortiumRegistry:
         """The chain as an outside relayer sees it: not the portal's account."""
@@ -316,6 +341,17 @@ def _sign(key: str, typed: dict[str, Any]) -> bytes:
     return eip712.sign_typed(key, typed)
 
 
+def _vote_yes(
+    registry: Any, domain: dict[str, Any], proposal_id: int, voter: str, key: str
+) -> None:
+    """``voter``'s yes on ``proposal_id``, signed with ``key`` and relayed."""
+    nonce = registry.nonce(voter)
+    typed = eip712.typed_for(
+        "Vote", **domain, proposal_id=proposal_id, support=True, voter=voter, nonce=nonce
+    )
+    registry.send_signed("Vote", typed["message"], _sign(key, typed), signer=voter)
+
+
 def test_it_mirrors_an_admission_through_a_killed_worker_and_a_restarted_chain(stack: Stack):
     registry = stack.relayer()
     chain_id = registry.client.chain_id
@@ -326,22 +362,20 @@ def test_it_mirrors_an_admission_through_a_killed_worker_and_a_restarted_chain(s
     mary_key, city_key = FOUNDERS[0][1], FOUNDERS[1][1]
     mary, city = Account.from_key(mary_key).address, Account.from_key(city_key).address
 
-    application = eip712.application(
+    application = eip712.typed_for("Application", 
         **domain, applicant=applicant, role=1, data_key=data_key, name_hash=name_hash,
         nonce=registry.nonce(applicant),
     )  # fmt: skip
-    sponsorship = eip712.sponsor_admission(
+    sponsorship = eip712.typed_for("SponsorAdmission", 
         **domain, applicant=applicant, role=1, data_key=data_key, name_hash=name_hash,
         nonce=registry.nonce(mary),
     )  # fmt: skip
-    receipt = registry.sponsor_admission_by_sig(
-        applicant=applicant,
-        role=1,
-        data_key=data_key,
-        name_hash=name_hash,
-        applicant_signature=_sign(applicant_key, application),
-        sponsor=mary,
-        sponsor_signature=_sign(mary_key, sponsorship),
+    receipt = registry.send_signed(
+        "SponsorAdmission",
+        {"applicant": applicant, "role": 1, "dataKey": data_key, "nameHash": name_hash},
+        _sign(mary_key, sponsorship),
+        signer=mary,
+        unsigned={"applicantSignature": _sign(applicant_key, application)},
     )
     opened = [e for e in registry.decode_events(receipt) if e.name == "ProposalOpened"]
     proposal_id = int(opened[0].args["proposalId"])
@@ -353,12 +387,7 @@ def test_it_mirrors_an_admission_through_a_killed_worker_and_a_restarted_chain(s
 
     # The worker dies hard; a vote lands while nobody mirrors.
     stack.processes.kill("worker", signal.SIGKILL)
-    vote = eip712.vote(
-        **domain, proposal_id=proposal_id, support=True, voter=mary, nonce=registry.nonce(mary)
-    )
-    registry.vote_by_sig(
-        proposal_id=proposal_id, support=True, voter=mary, signature=_sign(mary_key, vote)
-    )
+    _vote_yes(registry, domain, proposal_id, mary, mary_key)
 
     # The chain node stops gracefully (dumping its state file) and comes back.
     head_before = registry.client.head()
@@ -369,12 +398,7 @@ def test_it_mirrors_an_admission_through_a_killed_worker_and_a_restarted_chain(s
     assert registry.client.head() >= head_before
     assert registry.client.w3.eth.get_code(stack.registry_address)
 
-    vote = eip712.vote(
-        **domain, proposal_id=proposal_id, support=True, voter=city, nonce=registry.nonce(city)
-    )
-    registry.vote_by_sig(
-        proposal_id=proposal_id, support=True, voter=city, signature=_sign(city_key, vote)
-    )
+    _vote_yes(registry, domain, proposal_id, city, city_key)
     assert stack.sql(
         "SELECT yes FROM consortium_proposal WHERE chain_proposal_id = %s", proposal_id
     ) == [(0,)], "nothing but the worker mirrors the chain"
@@ -424,7 +448,8 @@ def test_it_checks_a_node_in_through_the_api_from_a_node_worker(stack: Stack):
     registry = stack.relayer()
     mary_key = FOUNDERS[0][1]
     mary = Account.from_key(mary_key).address
-    typed = eip712.register_node(
+    typed = eip712.typed_for(
+        "RegisterNode",
         chain_id=registry.client.chain_id,
         contract=stack.registry_address,
         node_id=identity["node_id"],
@@ -432,12 +457,15 @@ def test_it_checks_a_node_in_through_the_api_from_a_node_worker(stack: Stack):
         data_key=identity["data_public_key"],
         nonce=registry.nonce(mary),
     )
-    registry.register_node_by_sig(
-        member=mary,
-        node_id=identity["node_id"],
-        signer=identity["signer_address"],
-        data_key=identity["data_public_key"],
-        signature=_sign(mary_key, typed),
+    registry.send_signed(
+        "RegisterNode",
+        {
+            "nodeId": identity["node_id"],
+            "signer": identity["signer_address"],
+            "dataKey": identity["data_public_key"],
+        },
+        _sign(mary_key, typed),
+        signer=mary,
     )
     stack.wait_sql(
         "the worker to mirror the node",
@@ -447,14 +475,7 @@ def test_it_checks_a_node_in_through_the_api_from_a_node_worker(stack: Stack):
     token_file = stack.dir / "node.token"
     manage(stack.env, "node_token", identity["node_id"], "--out", str(token_file))
 
-    port = free_port()
-    stack.processes.start(
-        "web",
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
-        stack.env,
-    )
-    portal = f"http://127.0.0.1:{port}"
-    wait_for("the web server", lambda: http_status(f"{portal}/health") in (200, 503))
+    portal = stack.start_web()
     stack.processes.start(
         "node",
         [sys.executable, str(ROOT / "manage.py"), "run_node", "--keystore", str(keystore),
@@ -472,6 +493,77 @@ def test_it_checks_a_node_in_through_the_api_from_a_node_worker(stack: Stack):
     assert checked_in is not None
     assert "nodes.check_in" in stack.processes.log("node")
     assert http_status(f"{portal}/health") == 200, stack.processes.log("web")
+
+
+SIGNED_IN_ADMIN = """
+import json
+from django.contrib.auth import get_user_model
+from django.test import Client
+from portal.consortium.models import Member, Staff
+from portal.core.tokens import api_token_issue
+user = get_user_model().objects.create_user("load-admin", password="unused-" + "x" * 20)
+Staff.objects.create(user=user, member=Member.objects.get(name=NAME), role="admin")
+client = Client()
+client.force_login(user)
+session = client.cookies["sessionid"].value
+print(json.dumps({"token": api_token_issue(user=user)[1], "session": session}))
+"""
+
+
+def test_it_serves_many_requests_and_live_events_from_two_web_workers(stack: Stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from websockets.sync.client import connect
+
+    stack.start_worker()
+    portal = stack.start_web()
+    code = SIGNED_IN_ADMIN.replace("NAME", repr(FOUNDERS[0][0]))
+    admin = json.loads(manage(stack.env, "shell", "-c", code).strip().splitlines()[-1])
+
+    def members() -> int:
+        request = urllib.request.Request(
+            f"{portal}/api/v1/members/", headers={"Authorization": f"Token {admin['token']}"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert len(json.loads(response.read())["results"]) >= 3
+            return int(response.status)
+
+    web_connections = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND application_name = 'medchain-web'"
+    )
+    peak = 0
+    with ThreadPoolExecutor(max_workers=120) as pool:
+        answers = [pool.submit(members) for _ in range(240)]
+        while not all(a.done() for a in answers):
+            peak = max(peak, stack.sql(web_connections)[0][0])
+            time.sleep(0.05)
+    assert [a.result() for a in answers] == [200] * 240
+    # Each worker's pool holds the 120 concurrent requests to its few connections.
+    assert 0 < peak <= WEB_WORKERS * WEB_POOL_MAX, peak
+    assert (stack.dir / "web.log").read_text().count("Started server process") == WEB_WORKERS
+
+    # A chain event mirrored by the Celery worker reaches a browser's websocket through Redis,
+    # whichever web worker holds the socket.
+    headers = {"Cookie": f"sessionid={admin['session']}", "Origin": portal}
+    with connect(
+        portal.replace("http", "ws") + "/ws/chain-sync/", additional_headers=headers
+    ) as ws:
+        registry = stack.relayer()
+        mary_key = FOUNDERS[0][1]
+        mary = Account.from_key(mary_key).address
+        node_id, signer = _key("ws-node"), Account.from_key(_key("ws-signer")).address
+        data_key = "0x" + "cd" * 32
+        typed = eip712.typed_for("RegisterNode", 
+            chain_id=registry.client.chain_id, contract=stack.registry_address,
+            node_id=node_id, signer=signer, data_key=data_key, nonce=registry.nonce(mary),
+        )  # fmt: skip
+        registry.send_signed("RegisterNode", typed["message"], _sign(mary_key, typed), signer=mary)
+        deadline = time.monotonic() + 60
+        received = ""
+        while "NodeRegistered" not in received and time.monotonic() < deadline:
+            received += str(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+    assert "NodeRegistered" in received, stack.processes.log("worker")
 
 
 def test_it_passes_the_deploy_checks_with_production_settings(production_env: dict[str, str]):

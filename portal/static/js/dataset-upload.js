@@ -1,10 +1,11 @@
 // The dataset upload page: the browser half of the uploader's pipeline
 // (training/ingest/dataset.py's package_dataset, then the upload_dataset command's upload).
 //
-//  1. de-identify each DICOM file with the CLI's own Python code under Pyodide;
+//  1. de-identify each DICOM file with the CLI's own Python code under Pyodide, in a pool of
+//     Web Workers (package-dataset.js, ingest-pool.js);
 //  2. re-key the annotation file by the new UIDs (training/ingest/annotations.py);
-//  3. stream the container through AES-256-GCM in 1 MiB chunks (WebCrypto),
-//     keeping only ciphertext records, and hash each one;
+//  3. stream the container through AES-256-GCM in 1 MiB chunks (WebCrypto) while the workers
+//     de-identify the next files, keeping only ciphertext records, and hash each one;
 //  4. check each chosen node's key against the ConsortiumRegistry on chain (read through the
 //     wallet's provider, or the configured public RPC), then wrap the data key to it
 //     (X25519 + HKDF-SHA256): a key the portal lists but the chain does not register is refused;
@@ -14,29 +15,19 @@
 // Plaintext never leaves the page: only the records, the manifest and the wrapped keys
 // are sent.
 
-import {
-  CHUNK_SIZE,
-  ChunkEncryptor,
-  ContainerWriter,
-  fromHex,
-  generateDataKey,
-  sha256Hex,
-  toHex,
-  wrapKey,
-} from "./medchain-crypto.js";
-import { loadIngestEngine } from "./pyodide-ingest.js";
-import { WalletError, hasWallet, requestAccount, signTypedData } from "./wallet.js";
+import { CHUNK_SIZE, fromHex, sha256Hex, toHex, wrapKey } from "./medchain-crypto.js";
+import { ingestPool } from "./ingest-pool.js";
+import { NodeKeyError, checkNodeKeys as checkOnChain } from "./node-keys.js";
+import { PackageError, packageDataset } from "./package-dataset.js";
+import { KeyError, forget, showError, signingMode, uidSecretBytes } from "./upload-keys.js";
+import { WalletError, requestAccount, signTypedData } from "./wallet.js";
 
-const MANIFEST_FORMAT = "medchain-dataset/1";
-const FORMAT_VERSION = 1;
-const ENCRYPTION = "MCE1";
-const ANNOTATIONS_NAME = "annotations.json";
 const CHUNK_ATTEMPTS = 4;
 const RESUME_ROUNDS = 3;
-const NODE_SELECTOR = "0x7c97e6ec"; // ConsortiumRegistry.node(bytes32)
-const WALLET_UNSUPPORTED = 4200; // EIP-1193: the provider does not support the method
 
 class UploadError extends Error {}
+
+const checkNodeKeys = (nodes) => checkOnChain(nodes, form.dataset);
 
 const form = document.getElementById("dataset-upload");
 const statusEl = document.getElementById("upload-status");
@@ -114,10 +105,6 @@ async function api(method, path, body, { raw = false } = {}) {
   return answer;
 }
 
-async function readFile(file) {
-  return new Uint8Array(await file.arrayBuffer());
-}
-
 function relativePath(file) {
   return file.webkitRelativePath || file.name;
 }
@@ -146,173 +133,23 @@ function chosenNodes() {
   return nodes;
 }
 
-async function publicRpc(method, params) {
-  const url = form.dataset.publicRpc;
-  const response = await fetch(url, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
-    credentials: "omit",
-  });
-  const body = await response.json();
-  if (body.error) throw new UploadError(`the public RPC refused ${method}: ${body.error.message}`);
-  return body.result;
-}
-
-/** A read of the chain through the wallet's provider, else the configured public RPC. */
-async function chainRead(method, params) {
-  if (hasWallet()) {
-    try {
-      return await window.ethereum.request({ method, params });
-    } catch (err) {
-      if (err?.code !== WALLET_UNSUPPORTED || !form.dataset.publicRpc) {
-        throw new UploadError(
-          `cannot read the nodes' keys on chain: your wallet answered ${method} with ` +
-            `"${err?.message ?? err}"` +
-            (form.dataset.publicRpc ? "" : " and this portal configures no public RPC URL") +
-            "; nothing was encrypted or sent",
-        );
-      }
-    }
-  }
-  if (!form.dataset.publicRpc) {
-    throw new UploadError(
-      "cannot read the nodes' keys on chain: no wallet and no public RPC URL; nothing was " +
-        "encrypted or sent",
-    );
-  }
-  return publicRpc(method, params);
-}
-
 /**
- * Refuse, naming the node, unless the chain registers exactly the key the portal listed:
- * the data key is wrapped to no key the portal alone vouches for.
+ * De-identify and encrypt (package-dataset.js, in a pool of workers), shown in the progress
+ * bars. Returns the unsigned manifest, the ciphertext records (Uint8Arrays or Blobs, each a
+ * request body) and the raw data key (zeroed by the caller after wrapping).
  */
-async function checkNodeKeys(nodes) {
-  const registry = form.dataset.registry;
-  const chainId = form.dataset.chainId;
-  if (!registry || !chainId) {
-    throw new UploadError(
-      "this portal has no chain deployment record, so the nodes' keys cannot be checked on " +
-        "chain; nothing was encrypted or sent",
-    );
-  }
-  const answered = BigInt(await chainRead("eth_chainId", []));
-  if (answered !== BigInt(chainId)) {
-    throw new UploadError(
-      `your wallet is on chain ${answered}, not the consortium's chain ${chainId}: switch ` +
-        "networks, then try again; nothing was encrypted or sent",
-    );
-  }
-  for (const node of nodes) {
-    const data = NODE_SELECTOR + node.node_id.slice(2);
-    const result = String(await chainRead("eth_call", [{ to: registry, data }, "latest"]));
-    const hex = result.replace(/^0x/, "");
-    if (hex.length < 256) {
-      throw new UploadError(`the chain gave no node record for ${node.node_id}; nothing was sent`);
-    }
-    const memberId = BigInt(`0x${hex.slice(0, 64)}`);
-    const dataKey = `0x${hex.slice(128, 192)}`.toLowerCase();
-    const active = BigInt(`0x${hex.slice(192, 256)}`) !== 0n;
-    if (memberId === 0n || !active) {
-      throw new UploadError(
-        `node ${node.node_id} is not an active node on chain: refusing to wrap the data key ` +
-          "to it; nothing was encrypted or sent",
-      );
-    }
-    if (dataKey !== node.public_key) {
-      throw new UploadError(
-        `node ${node.node_id}: the portal lists data key ${node.public_key}, but the chain ` +
-          `registers ${dataKey}; refusing to wrap the data key to it; nothing was encrypted or sent`,
-      );
-    }
-  }
-}
-
-/**
- * De-identify and encrypt: the browser's package_dataset. Returns the unsigned manifest,
- * the ciphertext records (Blobs) and the raw data key (zeroed by the caller after wrapping).
- */
-async function packageInBrowser({ files, annotationFile, uidSecret, datasetId, skipRefused }) {
-  const engine = await loadIngestEngine((text) => show(text));
-  const dataKey = await generateDataKey();
-  const records = [];
-  let sealedBytes = 0;
-  const encryptor = new ChunkEncryptor(dataKey.key, datasetId, async (record, info) => {
-    records.push(new Blob([record], { type: "application/octet-stream" }));
-    sealedBytes += info.size;
-    bar("encrypt", records.length, records.length, `${records.length} · ${mib(sealedBytes)}`);
+function packageInBrowser({ files, annotationFile, uidSecret, datasetId, skipRefused }) {
+  return packageDataset({
+    files,
+    annotationFile,
+    uidSecret,
+    datasetId,
+    skipRefused,
+    pathOf: relativePath,
+    onStatus: (text) => show(text),
+    onProgress: bar,
+    onRefused: showRefusals,
   });
-  const container = new ContainerWriter(encryptor);
-  const seen = new Map(); // original SOP Instance UID -> {path, rows, cols}
-  const uidMap = {};
-  const modalities = new Set();
-  const refused = [];
-  bar("deid", 0, files.length);
-  for (const [done, file] of files.entries()) {
-    const path = relativePath(file);
-    show(`De-identifying ${path} (${done + 1} of ${files.length})…`);
-    let result;
-    try {
-      result = engine.ingest(await readFile(file), uidSecret);
-    } catch (err) {
-      result = { ok: false, reason: `cannot read the file: ${err.message ?? err}` };
-    }
-    if (result.ok && seen.has(result.sopUidOriginal)) {
-      const first = seen.get(result.sopUidOriginal).path;
-      result = { ok: false, reason: `SOP Instance UID ${result.sopUidOriginal} is also in ${first}` };
-    }
-    if (!result.ok) {
-      refused.push({ path, reason: result.reason });
-      showRefusals(refused);
-    } else {
-      seen.set(result.sopUidOriginal, { path, rows: result.rows, cols: result.cols });
-      uidMap[result.sopUidOriginal] = result.sopUidNew;
-      modalities.add(result.modality);
-      // After a refusal that aborts, only look for more refusals: nothing will be kept.
-      if (skipRefused || refused.length === 0) {
-        await container.add(`instances/${result.sopUidNew}.dcm`, result.data);
-      }
-    }
-    bar("deid", done + 1, files.length);
-  }
-  if (refused.length && !skipRefused) {
-    throw new UploadError(
-      `${refused.length} file(s) refused, nothing was uploaded (see the list below). Remove ` +
-        "them, or tick “Leave refused files out”.",
-    );
-  }
-  if (seen.size === 0) throw new UploadError("no DICOM file could be ingested");
-
-  show("Checking the annotation file against the images…");
-  const sizes = Object.fromEntries([...seen].map(([uid, s]) => [uid, [s.rows, s.cols]]));
-  const annotations = engine.annotations(await readFile(annotationFile), sizes, uidMap);
-  if (!annotations.ok) throw new UploadError(`annotation file: ${annotations.reason}`);
-  await container.add(ANNOTATIONS_NAME, annotations.json);
-  await container.close();
-  const chunks = await encryptor.close();
-
-  const manifest = {
-    format: MANIFEST_FORMAT,
-    format_version: FORMAT_VERSION,
-    dataset_id: datasetId,
-    modality: [...modalities].sort().join("\\"),
-    instances: seen.size,
-    annotated_instances: annotations.annotated,
-    boxes: annotations.boxes,
-    annotations: {
-      name: ANNOTATIONS_NAME,
-      sha256: await sha256Hex(annotations.json),
-      size: annotations.json.length,
-    },
-    encryption: ENCRYPTION,
-    chunk_size: CHUNK_SIZE,
-    plaintext_size: encryptor.size,
-    ciphertext_size: chunks.reduce((n, c) => n + c.size, 0),
-    chunks: chunks.map(({ index, sha256, size }) => ({ index, sha256, size })),
-  };
-  const manifestSha256 = await sha256Hex(engine.canonicalJson(manifest));
-  return { manifest, manifestSha256, records, dataKey: dataKey.raw, refused };
 }
 
 async function putChunk(uploadId, index, record) {
@@ -393,23 +230,20 @@ async function run() {
     relativePath(a) < relativePath(b) ? -1 : relativePath(a) > relativePath(b) ? 1 : 0,
   );
   const annotationFile = document.getElementById("annotation-file").files[0];
-  const secretFile = document.getElementById("uid-secret-file").files[0];
+  const mode = signingMode(); // who signs is settled first: refused before any work
+  const uidSecret = await uidSecretBytes();
   if (!files.length) throw new UploadError("choose the DICOM files of the dataset");
   if (!annotationFile) throw new UploadError("choose the annotation file (JSON)");
-  if (!secretFile) throw new UploadError("choose your hospital's UID secret file");
   const nodes = chosenNodes();
-  if (!hasWallet()) await requestAccount(); // throws the wallet's "no wallet" message
   const title = document.getElementById("dataset-title").value.trim();
   const skipRefused = document.getElementById("skip-refused").checked;
   const key = [files.map((f) => `${relativePath(f)}:${f.size}`).join("|"), annotationFile.size,
-    secretFile.size, nodes.map((n) => n.node_id).join(","), skipRefused].join("#");
+    await sha256Hex(uidSecret), nodes.map((n) => n.node_id).join(","), skipRefused, mode].join("#");
 
   let job = pending?.key === key ? pending : null;
   if (!job) {
     show("Checking the nodes' keys on chain…");
     await checkNodeKeys(nodes);
-    const uidSecret = await readFile(secretFile);
-    if (uidSecret.length === 0) throw new UploadError("the UID secret file is empty");
     showRefusals([]);
     const datasetId = crypto.randomUUID();
     const pkg = await packageInBrowser({ files, annotationFile, uidSecret, datasetId, skipRefused });
@@ -425,6 +259,17 @@ async function run() {
     pending = job;
   }
 
+  if (!job.uploadId && mode === "demo") {
+    show("Opening the upload, signed by the demo keystore…");
+    const upload = await api("POST", "datasets/uploads/", {
+      dataset_id: job.datasetId,
+      title: job.title,
+      manifest: job.manifest,
+      demo_keystore: true,
+      grants: job.grants,
+    });
+    job.uploadId = upload.id;
+  }
   if (!job.uploadId) {
     show("Ready to upload. Confirm in your wallet: sign the manifest…");
     const signer = await requestAccount();
@@ -474,22 +319,31 @@ async function run() {
     warning ? "error" : "done",
   );
   form.dataset.uploaded = committed.dataset.id;
+  forget();
 }
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   button.disabled = true;
   form.setAttribute("aria-busy", "true");
+  showError(null);
   try {
     await run();
   } catch (err) {
-    const known = err instanceof UploadError || err instanceof WalletError;
-    show(known ? err.message : `Something went wrong: ${err?.message ?? err}`, "error");
+    const known = [UploadError, PackageError, WalletError, KeyError, NodeKeyError].some(
+      (kind) => err instanceof kind,
+    );
+    const text = known ? err.message : `Something went wrong: ${err?.message ?? err}`;
+    show(text, "error");
+    showError(text); // beside the button pressed, not only in the progress below
     console.error(err);
   } finally {
     button.disabled = false;
     form.removeAttribute("aria-busy");
   }
 });
+
+// The engines load (seconds) while the steward fills in the rest of the form.
+document.getElementById("dicom-files").addEventListener("change", () => ingestPool());
 
 button.disabled = false;

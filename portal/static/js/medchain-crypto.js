@@ -93,16 +93,24 @@ export async function importDataKey(raw) {
  * (possibly empty, possibly full) is the one `close()` seals. `onRecord(record, info)`
  * receives each record (nonce || ciphertext || tag) with {index, sha256, size}; it is
  * awaited, so a slow consumer slows the producer and memory stays bounded.
+ *
+ * `seal(index, final, plain)` seals one chunk elsewhere (the upload page: in its workers,
+ * ingest-pool.js) and resolves to sealRecord's {record, info}, with the chunk's ArrayBuffer
+ * handed back as `spare` to be filled again; `plain` is the sealer's from the call on. By default
+ * this thread seals. At most `inFlight` chunks are being sealed at once.
  */
 export class ChunkEncryptor {
-  constructor(key, datasetId, onRecord) {
+  constructor(key, datasetId, onRecord, { seal, inFlight = IN_FLIGHT } = {}) {
     chunkAssociatedData(datasetId, 0, false); // validates the id
-    this.key = key;
-    this.datasetId = datasetId;
+    this.sealChunk = seal ?? ((i, final, plain) => sealHere(key, datasetId, i, final, plain));
+    this.inFlightMax = Math.max(1, inFlight);
     this.onRecord = onRecord;
+    this.spare = []; // chunk buffers back from the sealer, to fill again (no fresh pages)
     this.buffer = new Uint8Array(CHUNK_SIZE);
     this.filled = 0;
     this.size = 0;
+    this.sealing = 0; // chunks handed to the sealer so far: the next one's index
+    this.inFlight = []; // sealed records not yet handed to onRecord, oldest first
     this.chunks = [];
     this.closed = false;
   }
@@ -125,33 +133,70 @@ export class ChunkEncryptor {
   async close() {
     if (!this.closed) {
       await this.seal(true);
+      await this.drain(0);
       this.closed = true;
       this.buffer = new Uint8Array(0);
+      this.spare = [];
     }
     return this.chunks;
   }
 
+  /**
+   * Start sealing the buffered chunk and carry on: the chunk is encrypted and hashed while the
+   * caller prepares the next one (de-identification, in the upload page). Records still reach
+   * onRecord one at a time, in index order; at most `inFlight` wait.
+   */
   async seal(final) {
-    const index = this.chunks.length;
-    const nonce = crypto.getRandomValues(new Uint8Array(NONCE_SIZE));
-    const sealed = new Uint8Array(
-      await crypto.subtle.encrypt(
-        {
-          name: "AES-GCM",
-          iv: nonce,
-          tagLength: 128,
-          additionalData: chunkAssociatedData(this.datasetId, index, final),
-        },
-        this.key,
-        this.buffer.subarray(0, this.filled),
-      ),
-    );
+    const index = this.sealing++;
+    const job = this.sealChunk(index, final, this.buffer.subarray(0, this.filled));
+    job.catch(() => {}); // surfaces when drained, in order; not as an unhandled rejection
+    this.inFlight.push(job);
+    this.buffer = this.spare.pop() ?? new Uint8Array(CHUNK_SIZE); // the sealed one is the sealer's
     this.filled = 0;
-    const record = concat([nonce, sealed]);
-    const info = { index, sha256: await sha256Hex(record), size: record.length };
-    this.chunks.push(info);
-    await this.onRecord(record, info);
+    await this.drain(this.inFlightMax - 1);
   }
+
+  async drain(keep) {
+    while (this.inFlight.length > keep) {
+      const { record, info, spare } = await this.inFlight.shift();
+      if (spare instanceof ArrayBuffer && spare.byteLength === CHUNK_SIZE) {
+        this.spare.push(new Uint8Array(spare));
+      }
+      this.chunks.push(info);
+      await this.onRecord(record, info);
+    }
+  }
+}
+
+const IN_FLIGHT = 4;
+
+/**
+ * Seal chunk `index` of a dataset's stream (docs/encryption.md): the record
+ * `nonce || AES-256-GCM(key, nonce, plain, AD_index)` and {index, sha256, size}, the SHA-256
+ * being the record's, as the manifest lists it. The upload page runs this in its workers.
+ */
+export async function sealRecord(key, datasetId, index, final, plain) {
+  const nonce = crypto.getRandomValues(new Uint8Array(NONCE_SIZE));
+  const sealed = new Uint8Array(
+    await crypto.subtle.encrypt(
+      {
+        name: "AES-GCM",
+        iv: nonce,
+        tagLength: 128,
+        additionalData: chunkAssociatedData(datasetId, index, final),
+      },
+      key,
+      plain,
+    ),
+  );
+  const record = concat([nonce, sealed]);
+  return { record, info: { index, sha256: await sha256Hex(record), size: record.length } };
+}
+
+/** sealRecord on this thread: WebCrypto copies `plain` when called, so its buffer is free. */
+async function sealHere(key, datasetId, index, final, plain) {
+  const sealing = sealRecord(key, datasetId, index, final, plain);
+  return { ...(await sealing), spare: plain.buffer };
 }
 
 /** The plaintext container: magic, (name, bytes) records, an end record. */
@@ -163,6 +208,11 @@ export class ContainerWriter {
   }
 
   async add(name, data) {
+    await this.addParts(name, [data]);
+  }
+
+  /** One entry whose bytes are `parts` one after another (a header, then Pixel Data). */
+  async addParts(name, parts) {
     if (!this.started) {
       await this.sink.write(CONTAINER_MAGIC);
       this.started = true;
@@ -173,8 +223,9 @@ export class ContainerWriter {
     }
     if (this.names.has(name)) throw new Error(`duplicate container entry ${name}`);
     this.names.add(name);
-    await this.sink.write(concat([u16(encoded.length), encoded, u64(data.length)]));
-    await this.sink.write(data);
+    const size = parts.reduce((n, p) => n + p.length, 0);
+    await this.sink.write(concat([u16(encoded.length), encoded, u64(size)]));
+    for (const part of parts) await this.sink.write(part);
   }
 
   async close() {

@@ -12,8 +12,10 @@ const VENDOR = new URL("../vendor/", import.meta.url);
 
 // Thin Python entry points over the CLI's functions; files go through Pyodide's
 // in-memory file system, one DICOM file at a time, and results come back as JSON.
+// The page runs these in Web Workers (ingest-worker.js, ingest-pool.js), one Pyodide each.
 const GLUE = `
 import json, os, sys
+from pathlib import Path
 sys.path.insert(0, "/medchain")
 from training.ingest.annotations import AnnotationError, parse_annotations, remap_uids
 from training.ingest.dicom_ingest import IngestRefused, ingest_file
@@ -22,13 +24,21 @@ _IN = "/tmp/medchain-in.dcm"
 _OUT = "/tmp/medchain-out.bin"
 
 def medchain_ingest(secret_hex):
-    # Pixel Data is streamed from the input file into the output: unlink it only after.
+    # The de-identified header comes back through _OUT; Pixel Data that stays where it lies
+    # in the input (the CLI streams it from the file: FileSpan) comes back as its offset and
+    # length, for the caller to slice from the bytes it already holds. Only an inflated copy
+    # (a deflated file) streams its pixels through _OUT.
     try:
         r = ingest_file(_IN, uid_secret=bytes.fromhex(secret_hex))
         try:
+            span = r.pixels
+            in_place = span is not None and isinstance(span.source, Path)
             with open(_OUT, "wb") as f:
-                for block in r.blocks():
-                    f.write(block)
+                if in_place:
+                    f.write(r.header)
+                else:
+                    for block in r.blocks():
+                        f.write(block)
         finally:
             r.close()
     except IngestRefused as exc:
@@ -38,6 +48,8 @@ def medchain_ingest(secret_hex):
     return json.dumps({
         "ok": True, "sopUidOriginal": r.sop_uid_original, "sopUidNew": r.sop_uid_new,
         "rows": r.rows, "cols": r.cols, "modality": r.modality,
+        "pixelOffset": span.offset if in_place else 0,
+        "pixelLength": span.length if in_place else 0,
     })
 
 def medchain_annotations(sizes_json, uid_map_json):
@@ -118,6 +130,16 @@ async function load(onStatus) {
   return new IngestEngine(pyodide, bundle);
 }
 
+/** Hand `bytes` to the in-memory file system without a copy (Emscripten's `canOwn`). */
+function writeOwned(FS, path, bytes) {
+  const stream = FS.open(path, "w");
+  try {
+    FS.write(stream, bytes, 0, bytes.length, 0, true);
+  } finally {
+    FS.close(stream);
+  }
+}
+
 function readOut(pyodide) {
   const data = pyodide.FS.readFile("/tmp/medchain-out.bin");
   pyodide.FS.unlink("/tmp/medchain-out.bin");
@@ -138,9 +160,34 @@ export class IngestEngine {
    * sopUidNew, rows, cols, modality} or {ok: false, reason} (the CLI's IngestRefused reason).
    */
   ingest(bytes, uidSecret) {
-    this.pyodide.FS.writeFile("/tmp/medchain-in.dcm", bytes);
-    const result = JSON.parse(this.ingestFn(toHex(uidSecret)));
-    if (result.ok) result.data = readOut(this.pyodide);
+    const result = this.ingestParts(bytes, uidSecret);
+    if (result.ok) {
+      const [head, pixels] = result.parts;
+      result.data = new Uint8Array(head.length + pixels.length);
+      result.data.set(head);
+      result.data.set(pixels, head.length);
+      delete result.parts;
+    }
+    return result;
+  }
+
+  /**
+   * As `ingest`, with the file as `parts`: [de-identified header, Pixel Data value], the second
+   * a view of `bytes` itself (no copy) unless the file had to be inflated. `bytes` must not
+   * change while the parts are in use.
+   */
+  ingestParts(bytes, uidSecret, secretHex = toHex(uidSecret)) {
+    writeOwned(this.pyodide.FS, "/tmp/medchain-in.dcm", bytes);
+    const result = JSON.parse(this.ingestFn(secretHex));
+    if (!result.ok) return result;
+    const head = readOut(this.pyodide);
+    const { pixelOffset, pixelLength } = result;
+    if (pixelOffset + pixelLength > bytes.length) {
+      throw new Error(`Pixel Data at ${pixelOffset} + ${pixelLength} lies past the file's end`);
+    }
+    result.parts = [head, bytes.subarray(pixelOffset, pixelOffset + pixelLength)];
+    delete result.pixelOffset;
+    delete result.pixelLength;
     return result;
   }
 
@@ -150,7 +197,7 @@ export class IngestEngine {
    * `sizes`: original UID -> [rows, cols]; `uidMap`: original UID -> new UID.
    */
   annotations(raw, sizes, uidMap) {
-    this.pyodide.FS.writeFile("/tmp/medchain-in.dcm", raw);
+    writeOwned(this.pyodide.FS, "/tmp/medchain-in.dcm", raw);
     const result = JSON.parse(this.annotationsFn(JSON.stringify(sizes), JSON.stringify(uidMap)));
     if (result.ok) result.json = readOut(this.pyodide);
     return result;

@@ -10,6 +10,7 @@ from tests.factories import (
     ActiveMemberFactory,
     ChainEventRecordFactory,
     ChainSyncStateFactory,
+    GrantFactory,
     InvitationFactory,
     MemberFactory,
     ProposalFactory,
@@ -176,45 +177,17 @@ def test_it_sends_a_governor_without_a_second_factor_away(db):
 @pytest.fixture
 def watched() -> dict[str, object]:
     """One row of each governed kind, as the chain sync and the services would leave them."""
-    from portal.datasets.models import Dataset, DatasetVersion, Grant
-    from portal.nodes.models import Node
-
-    owner = ActiveMemberFactory(name="Harbour Hospital")
-    node = Node.objects.create(
-        member=owner,
-        node_id="0x" + "ab" * 32,
-        label="Harbour node 1",
-        signer_address="0x" + "11" * 20,
-        data_public_key="0x" + "22" * 33,
+    grant = GrantFactory(
+        version__dataset__owner__name="Harbour Hospital",
+        version__dataset__title="Harbour chest CT",
+        node__label="Harbour node 1",
     )
-    dataset = Dataset.objects.create(owner=owner, title="Harbour chest CT", modality="CT")
-    version = DatasetVersion.objects.create(
-        dataset=dataset,
-        number=1,
-        manifest={},
-        manifest_sha256="0x" + "33" * 32,
-        signature="0x" + "44" * 65,
-        signer_address="0x" + "55" * 20,
-        signature_nonce=0,
-        chunk_count=1,
-        ciphertext_size=1,
-        state=DatasetVersion.State.ANCHORED,
-    )
-    grant = Grant.objects.create(
-        version=version,
-        node=node,
-        wrapped_key="0x" + "66" * 92,
-        grant_hash="0x" + "77" * 32,
-        signature="0x" + "88" * 65,
-        signer_address="0x" + "55" * 20,
-        signature_nonce=1,
-        state=Grant.State.ACTIVE,
-    )
+    version = grant.version
     return {
-        "consortium/member": owner,
+        "consortium/member": version.dataset.owner,
         "consortium/proposal": ProposalFactory(yes=2, no=0),
-        "nodes/node": node,
-        "datasets/dataset": dataset,
+        "nodes/node": grant.node,
+        "datasets/dataset": version.dataset,
         "datasets/datasetversion": version,
         "datasets/grant": grant,
         "core/chainsyncstate": ChainSyncStateFactory(last_block=40, head_block=45),

@@ -179,7 +179,7 @@ def test_it_lists_applications_awaiting_a_sponsor_to_a_member(member_admin, appl
     response = api_client(member_admin).get(AWAITING)
 
     assert response.status_code == 200
-    assert [m["name"] for m in response.json()] == ["Harbour Hospital"]
+    assert [m["name"] for m in response.json()["results"]] == ["Harbour Hospital"]
 
 
 def test_it_lists_only_its_own_application_to_the_outsider(outsider, applicant):
@@ -187,7 +187,7 @@ def test_it_lists_only_its_own_application_to_the_outsider(outsider, applicant):
 
     response = api_client(outsider).get(AWAITING)
 
-    assert [m["name"] for m in response.json()] == ["Harbour Hospital"]
+    assert [m["name"] for m in response.json()["results"]] == ["Harbour Hospital"]
 
 
 def test_it_refuses_the_awaiting_list_to_anonymous(applicant):

@@ -81,9 +81,8 @@ def test_it_admits_an_applicant_that_two_founders_vote_for(
 ):
     member_id = _apply(applicant_keys)
     mary, city = api_client(member_admin), api_client(second_admin)
-    assert [m["id"] for m in mary.get("/api/v1/applications/awaiting-sponsor/").json()] == [
-        member_id
-    ]
+    awaiting = mary.get("/api/v1/applications/awaiting-sponsor/").json()["results"]
+    assert [m["id"] for m in awaiting] == [member_id]
 
     proposal_id = _sponsor(mary, member_id, consortium[0].key)
     assert _applicant_me()["status"] == "proposed"
@@ -97,7 +96,7 @@ def test_it_admits_an_applicant_that_two_founders_vote_for(
     assert member.status == Member.Status.ACTIVE
     assert member.chain_member_id is not None
     assert mary.get(f"/api/v1/members/{member_id}/").json()["status"] == "active"
-    assert mary.get("/api/v1/applications/awaiting-sponsor/").json() == []
+    assert mary.get("/api/v1/applications/awaiting-sponsor/").json()["results"] == []
     me = _applicant_me()
     assert (me["status"], me["role"]) == ("active", "admin")
     assert me["member"]["name"] == "Harbour Hospital"

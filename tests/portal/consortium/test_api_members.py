@@ -16,9 +16,9 @@ def test_it_lists_every_member_and_applicant_to_a_member(member_admin, applicant
     response = api_client(member_admin).get("/api/v1/members/")
 
     assert response.status_code == 200
-    names = {m["name"] for m in response.json()}
+    names = {m["name"] for m in response.json()["results"]}
     assert names == {"St. Mary's Hospital", "City General", "Northside Clinic", "Harbour Hospital"}
-    harbour = next(m for m in response.json() if m["name"] == "Harbour Hospital")
+    harbour = next(m for m in response.json()["results"] if m["name"] == "Harbour Hospital")
     assert harbour["status"] == "applied"
     assert harbour["chain_member_id"] is None
 
@@ -27,14 +27,14 @@ def test_it_lets_a_clinician_see_the_members(clinician, consortium):
     response = api_client(clinician).get("/api/v1/members/")
 
     assert response.status_code == 200
-    assert len(response.json()) == 3
+    assert len(response.json()["results"]) == 3
 
 
 def test_it_lists_only_its_own_member_to_the_outsider(outsider, applicant):
     response = api_client(outsider).get("/api/v1/members/")
 
     assert response.status_code == 200
-    assert [m["id"] for m in response.json()] == [applicant.pk]
+    assert [m["id"] for m in response.json()["results"]] == [applicant.pk]
 
 
 def test_it_refuses_the_member_list_to_anonymous(consortium):

@@ -48,7 +48,7 @@ def test_it_lists_proposals_with_their_tallies(member_admin, proposal):
     response = api_client(member_admin).get("/api/v1/proposals/")
 
     assert response.status_code == 200
-    [item] = response.json()
+    [item] = response.json()["results"]
     assert item["id"] == proposal.chain_proposal_id
     assert (item["yes"], item["no"], item["eligible"]) == (0, 0, 3)
     assert item["status"] == "open"
@@ -78,7 +78,7 @@ def test_it_shows_the_outsider_its_own_admission(outsider, proposal):
     response = api_client(outsider).get(_url(proposal))
 
     assert response.status_code == 200
-    assert [p["id"] for p in api_client(outsider).get("/api/v1/proposals/").json()] == [
+    assert [p["id"] for p in api_client(outsider).get("/api/v1/proposals/").json()["results"]] == [
         proposal.chain_proposal_id
     ]
 
@@ -92,7 +92,7 @@ def test_it_hides_other_proposals_from_the_outsider(outsider, other_proposal):
     )
     assert client.post(_url(other_proposal, "vote/"), {"support": True}).status_code == 404
     assert client.post(_url(other_proposal, "finalize/")).status_code == 404
-    ids = [p["id"] for p in client.get("/api/v1/proposals/").json()]
+    ids = [p["id"] for p in client.get("/api/v1/proposals/").json()["results"]]
     assert other_proposal.chain_proposal_id not in ids
 
 

@@ -24,7 +24,7 @@ def test_it_lists_the_members_own_staff(member_admin, clinician, second_admin):
     response = api_client(member_admin).get("/api/v1/staff/")
 
     assert response.status_code == 200
-    assert {(s["username"], s["role"]) for s in response.json()} == {
+    assert {(s["username"], s["role"]) for s in response.json()["results"]} == {
         ("mary-admin", "admin"),
         ("mary-clinician", "clinician"),
     }
@@ -33,7 +33,7 @@ def test_it_lists_the_members_own_staff(member_admin, clinician, second_admin):
 def test_it_lists_only_the_outsiders_own_staff(outsider, member_admin):
     response = api_client(outsider).get("/api/v1/staff/")
 
-    assert [s["username"] for s in response.json()] == ["harbour-admin"]
+    assert [s["username"] for s in response.json()["results"]] == ["harbour-admin"]
 
 
 def test_it_refuses_the_staff_list_to_anonymous(consortium):
@@ -103,7 +103,7 @@ def test_it_lists_the_admins_invitations(member_admin, second_admin):
     response = api_client(member_admin).get("/api/v1/invitations/sent/")
 
     assert response.status_code == 200
-    assert [i["id"] for i in response.json()] == [mine.pk]
+    assert [i["id"] for i in response.json()["results"]] == [mine.pk]
 
 
 def test_it_refuses_a_clinician_the_invitations(clinician):

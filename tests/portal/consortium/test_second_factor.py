@@ -5,14 +5,13 @@ added later is covered without anyone remembering to list it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from portal.consortium.middleware import OPEN_PREFIXES
 from tests.factories import SuperuserFactory
+from tests.routes import fill, routes
 
 pytestmark = pytest.mark.django_db
 
@@ -21,31 +20,15 @@ pytestmark = pytest.mark.django_db
 SAMPLES = {"int": "1", "uuid": str(uuid.UUID(int=1)), "str": "0x" + "ab" * 32}
 
 
-def _routes(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Iterator[str]:
-    for pattern in patterns:
-        route = prefix + str(pattern.pattern)
-        if isinstance(pattern, URLResolver):
-            yield from _routes(pattern.url_patterns, route)
-        else:
-            yield route
-
-
 def _fill(route: str) -> str:
     if route.startswith("^"):  # a catch-all (the API's JSON 404): any path under it
         route = route.strip("^$") + "no-such-route/"
-    path = route
-    for converter, sample in SAMPLES.items():
-        while f"<{converter}:" in path:
-            start = path.index(f"<{converter}:")
-            path = path[:start] + sample + path[path.index(">", start) + 1 :]
-    assert "<" not in path and "^" not in path, route
-    return "/" + path
+    return fill(route, lambda converter, name: SAMPLES.get(converter))
 
 
 def _portal_paths() -> list[str]:
     # The Django admin's own routes are covered by the governance admin's tests.
-    routes = _routes(get_resolver().url_patterns)
-    return sorted(_fill(route) for route in routes if not route.startswith("admin/"))
+    return sorted(_fill(route) for route, _ in routes() if not route.startswith("admin/"))
 
 
 PATHS = _portal_paths()

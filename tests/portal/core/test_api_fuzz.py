@@ -63,7 +63,7 @@ def world(
     from portal.consortium.models import Member
     from portal.datasets import services as dataset_services
     from portal.nodes import services as node_services
-    from portal.nodes.keystore import NodeKeystore
+    from portal.nodes.agent.keystore import NodeKeystore
     from training.crypto import wrap_key
     from training.ingest.dataset import chunk_file_name, package_dataset
     from training.ingest.phantoms import write_ct_dataset

@@ -79,7 +79,7 @@ def test_it_lists_the_holders_tokens_without_their_keys(clinician, member_admin)
     listed = _with(second["token"]).get(TOKENS)
 
     assert listed.status_code == 200
-    rows = listed.json()
+    rows = listed.json()["results"]
     assert [r["id"] for r in rows] == [second["id"], first["id"]]
     assert [r["current"] for r in rows] == [True, False]
     assert rows[0]["prefix"] == second["token"][:10]

@@ -29,3 +29,28 @@ def test_it_serves_static_files_without_debug(client, settings):
     response = client.get("/static/css/portal.css")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/css")
+
+
+def test_every_error_page_is_the_portals_own(client, settings, django_user_model):
+    """400 (a Host the portal does not serve), 403 with its reason, the CSRF failure, 404 and
+    500 share one branded frame: the portal's header, stylesheet and a way back."""
+    from django.test import Client
+
+    settings.DEBUG = False
+    pages = {
+        400: Client().get("/", HTTP_HOST="elsewhere.example"),
+        404: client.get("/no-such-page/"),
+        500: server_error(RequestFactory().get("/")),
+    }
+    outsider = django_user_model.objects.create_user("outsider", password="outsider-pass-2024")
+    signed_in = Client()
+    signed_in.force_login(outsider)
+    pages[403] = signed_in.get("/datasets/")
+    csrf = Client(enforce_csrf_checks=True).post("/accounts/login/", {"username": "x"})
+    for code, response in [*pages.items(), ("403 (CSRF)", csrf)]:
+        html = response.content.decode()
+        assert response.status_code == int(str(code)[:3]), code
+        assert 'data-testid="error-page"' in html and f"Error {str(code)[:3]}" in html, code
+        assert "/static/css/portal.css" in html and "Back to the dashboard" in html, code
+    assert "Only staff of an active consortium member" in pages[403].content.decode()
+    assert "This form has expired" in csrf.content.decode()

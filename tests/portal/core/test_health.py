@@ -25,11 +25,7 @@ def test_it_answers_503_and_says_what_is_wrong(client, settings):
     client.force_login(SuperuserFactory())
     settings.CHAIN_RPC_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
     portal_chain.use_client(None)
-    portal_chain._local.__dict__.clear()
-    try:
-        response = client.get("/health")
-    finally:
-        portal_chain._local.__dict__.clear()
+    response = client.get("/health")
     body = response.json()
     assert response.status_code == 503
     assert body["ok"] is False
@@ -41,13 +37,9 @@ def test_it_answers_503_and_says_what_is_wrong(client, settings):
 def test_it_tells_anonymous_callers_only_ok_and_keeps_rpc_credentials(consortium, client, settings):
     settings.CHAIN_RPC_URL = "https://relay:s3cret@rpc.example:8545/v1/KEY123?token=abc"
     portal_chain.use_client(None)
-    portal_chain._local.__dict__.clear()
-    try:
-        anonymous = client.get("/health")
-        client.force_login(SuperuserFactory())
-        governor = client.get("/health")
-    finally:
-        portal_chain._local.__dict__.clear()
+    anonymous = client.get("/health")
+    client.force_login(SuperuserFactory())
+    governor = client.get("/health")
 
     assert anonymous.json() == {"ok": False}
     assert anonymous.status_code == 503
@@ -65,3 +57,25 @@ def test_it_throttles_anonymous_health_checks(consortium, client, monkeypatch):
         cache.clear()
 
     assert statuses == [200, 200, 200, 429, 429]
+
+
+def test_it_pings_a_redis_broker_over_one_connection_per_process(client, monkeypatch):
+    import redis
+
+    from portal.core import apis
+
+    url = "redis://127.0.0.1:6379/13"
+    monkeypatch.setenv("CELERY_BROKER_URL", url)  # read first by celery's conf.broker_url
+    monkeypatch.setattr(apis, "_redis_clients", {})
+    connects = []
+    real_connect = redis.Connection.on_connect
+    monkeypatch.setattr(
+        redis.Connection, "on_connect", lambda self: connects.append(1) or real_connect(self)
+    )
+    client.force_login(SuperuserFactory())
+
+    brokers = [client.get("/health").json()["checks"]["broker"] for _ in range(5)]
+
+    assert all(broker["ok"] for broker in brokers), brokers
+    assert brokers[0]["url"] == "redis://127.0.0.1/13 (port 6379)"
+    assert len(connects) == 1

@@ -84,7 +84,7 @@ def test_it_never_sends_a_transaction_that_would_revert(proposal):
     with pytest.raises(ContractError) as raised:
         portal_chain.registry().finalize(proposal.chain_proposal_id)
 
-    assert raised.value.name == "ProposalNotExpired"
+    assert raised.value.name == "QuorumVoteProposalNotExpired"
     assert _relayer_nonce() == before
 
 
@@ -120,3 +120,38 @@ def test_it_stops_relaying_for_a_member_past_its_hourly_budget(
     assert refused.status_code == 429
     assert "this hour" in refused.json()["error"]
     assert _relayer_nonce() == before
+
+
+def test_it_relays_a_signature_only_to_the_contract_it_was_signed_for(consortium):
+    from chain import eip712
+    from portal.core import relay
+    from portal.core.exceptions import ServiceError
+
+    mary = _founder(consortium, 0)
+    typed = relay.typed_data("ProposeRemoval", {"memberId": 2}, signer=mary.governance_address)
+    assert typed["domain"]["verifyingContract"] == portal_chain.registry().address
+    elsewhere = {
+        **typed,
+        "domain": {**typed["domain"], "verifyingContract": mary.governance_address},
+    }
+    before = _relayer_nonce()
+
+    with pytest.raises(ServiceError) as raised:
+        relay.send(
+            elsewhere,
+            eip712.sign_typed(consortium[0].key, elsewhere),
+            signer=mary.governance_address,
+        )
+
+    assert raised.value.code == "wrong_contract"
+    assert _relayer_nonce() == before
+
+
+def test_it_builds_no_typed_data_for_a_contract_it_does_not_follow(consortium):
+    from portal.core import relay
+    from portal.core.exceptions import ServiceError
+
+    message = {"roundId": 1, "memberId": 1, "nodeId": "0x" + "11" * 32}
+    with pytest.raises(ServiceError) as raised:
+        relay.typed_data("Update", {**message, "updateHash": "0x" + "22" * 32, "sampleCount": 3})
+    assert raised.value.code == "unknown_contract" and "TrainingRounds" in raised.value.message

@@ -79,7 +79,7 @@ def test_it_documents_the_error_answers_of_each_route(db):
     assert {"400", "415", "429", "503"} <= set(apply)
     assert "401" not in apply and "403" not in apply
     members = paths["/api/v1/members/"]["get"]["responses"]
-    assert set(members) == {"200", "401", "403"}
+    assert set(members) == {"200", "401", "403", "404"}  # 404: a page past the last
     for path, operations in paths.items():
         for method, operation in operations.items():
             for code, response in operation["responses"].items():
@@ -103,3 +103,37 @@ def test_it_publishes_the_patterns_and_lengths_the_inputs_enforce(db):
     assert withdraw["demo_keystore"]["type"] == "boolean"
     grant = schemas["DatasetGrantAddInput"]["properties"]
     assert grant["wrapped_key"]["pattern"] == "^0x[0-9a-fA-F]{184}$"
+
+
+LIST_PATHS = [
+    "/api/v1/members/",
+    "/api/v1/applications/awaiting-sponsor/",
+    "/api/v1/proposals/",
+    "/api/v1/nodes/",
+    "/api/v1/datasets/",
+    "/api/v1/datasets/{dataset_id}/versions/",
+    "/api/v1/datasets/{dataset_id}/grants/",
+    "/api/v1/datasets/{dataset_id}/access-log/",
+    "/api/v1/staff/",
+    "/api/v1/invitations/sent/",
+    "/api/v1/auth/tokens/",
+]
+
+
+def test_it_documents_every_list_route_as_paged(db):
+    schema = _schema()
+    schemas = schema["components"]["schemas"]
+
+    for path in LIST_PATHS:
+        operation = schema["paths"][path]["get"]
+        assert {p["name"] for p in operation["parameters"]} >= {"page", "page_size"}, path
+        ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        page = schemas[ref.rsplit("/", 1)[1]]
+        assert set(page["properties"]) == {"count", "next", "previous", "results"}, path
+        assert page["properties"]["results"]["type"] == "array", path
+    page_size = next(
+        p
+        for p in schema["paths"]["/api/v1/datasets/"]["get"]["parameters"]
+        if p["name"] == "page_size"
+    )
+    assert "at most 1000" in page_size["description"]

@@ -49,6 +49,46 @@ def test_it_counts_across_processes_in_redis(tmp_path: Path):
 
     first, second = _run(env), _run(env)
 
-    assert first == "django.core.cache.backends.redis.RedisCache 1"
-    assert second == "django.core.cache.backends.redis.RedisCache 2"
+    assert first == "portal.core.cache.SharedRedisCache 1"
+    assert second == "portal.core.cache.SharedRedisCache 2"
+    redis.Redis.from_url(url).flushdb()
+
+
+@pytest.mark.integration
+def test_the_redis_cache_keeps_one_connection_per_process_across_contexts(monkeypatch):
+    """Under ASGI each request has a context of its own, and with it a cache backend of its
+    own: they share one client, so requests that throttle do not each open a connection."""
+    import contextvars
+    import threading
+
+    from django.core.cache import caches
+
+    from portal.core import cache as shared
+
+    url = "redis://127.0.0.1:6379/11"
+    monkeypatch.setattr(shared, "_clients", {})
+    connects: list[int] = []
+    real_connect = redis.Connection.on_connect
+    monkeypatch.setattr(
+        redis.Connection, "on_connect", lambda self: connects.append(1) or real_connect(self)
+    )
+    config = {"default": {"BACKEND": "portal.core.cache.SharedRedisCache", "LOCATION": url}}
+    backends = []
+
+    def request(i: int) -> None:  # what an ASGI request does: a new context, a new thread
+        backend = caches.create_connection("default")
+        backends.append(backend)
+        backend.set(f"hit:{i}", i, 60)
+        assert backend.get(f"hit:{i}") == i
+
+    from django.test import override_settings
+
+    with override_settings(CACHES=config):
+        for i in range(10):
+            thread = threading.Thread(target=contextvars.copy_context().run, args=(request, i))
+            thread.start()
+            thread.join()
+
+    assert len({id(b) for b in backends}) == 10
+    assert len(connects) == 1
     redis.Redis.from_url(url).flushdb()

@@ -70,6 +70,21 @@ def test_it_unlocks_when_the_window_ends(clinician, monkeypatch):
     assert _login("mary-clinician", "mary-pass-123").status_code == 302
 
 
+def test_it_locks_for_a_whole_window_across_a_window_edge(clinician, monkeypatch):
+    edge = 1_000_000 * 900.0
+    monkeypatch.setattr(ratelimit, "clock", lambda: edge - 1)
+    for _ in range(2):
+        _login("mary-clinician", "wrong")
+    monkeypatch.setattr(ratelimit, "clock", lambda: edge + 1)
+    _login("mary-clinician", "wrong")  # the third, in the next window
+
+    assert _login("mary-clinician", "mary-pass-123").status_code == 429
+    monkeypatch.setattr(ratelimit, "clock", lambda: edge + 900)
+    assert _login("mary-clinician", "mary-pass-123").status_code == 429  # 899 s into the lock
+    monkeypatch.setattr(ratelimit, "clock", lambda: edge + 901)
+    assert _login("mary-clinician", "mary-pass-123").status_code == 302
+
+
 def test_it_forgives_an_account_its_failures_after_a_sign_in(clinician):
     for _ in range(2):
         _login("mary-clinician", "wrong")

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from datasets_api_helpers import NODE_PASSWORD, pinned_record
 from eth_account import Account
-from rest_framework.test import APIClient
 
-from portal.nodes.keystore import NodeKeystore
+from portal.nodes.agent.keystore import NodeKeystore
 from training.ingest.dataset import PackageResult, package_dataset
 from training.ingest.phantoms import write_ct_dataset
 
@@ -82,17 +81,6 @@ def other_node(consortium, other_node_keys):
     return _register_node(member, other_node_keys, "city-1")
 
 
-@pytest.fixture
-def api_as():
-    def make(user) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            client.force_authenticate(user)
-        return client
-
-    return make
-
-
 @dataclass
 class Steward:
     """St. Mary's data steward: a portal login and its own Data delegate key on chain."""
@@ -104,7 +92,7 @@ class Steward:
 
 @pytest.fixture
 def steward(consortium, mary) -> Steward:
-    from chain.registry import Scope
+    from chain.consortium_registry import Scope
     from portal.consortium import services
     from portal.consortium.models import Staff
     from portal.core import chain as portal_chain

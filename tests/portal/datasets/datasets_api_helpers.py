@@ -9,14 +9,12 @@ from typing import Any
 
 import requests
 from django.test import Client
-from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from requests.adapters import BaseAdapter
 from rest_framework.test import APIClient
 
 from chain import eip712
 from chain.deployment import DeploymentRecord
-from portal.nodes.keystore import NodeKeystore
+from portal.nodes.agent.keystore import NodeKeystore
 from training.crypto import wrap_key
 from training.ingest.dataset import PackageResult, chunk_file_name
 
@@ -87,21 +85,6 @@ def upload_and_commit(
     return committed.json()["dataset"]
 
 
-def signed_in(user: Any) -> Client:
-    """A client signed in as `user`, second factor verified (admins need it)."""
-    client = Client()
-    client.force_login(user)
-    device = TOTPDevice.objects.create(user=user, name="test", confirmed=True)
-    session = client.session
-    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-    session.save()
-    return client
-
-
-def messages_of(response: Any) -> list[str]:
-    return [str(m) for m in response.context["messages"]] if response.context else []
-
-
 def sign(key: str, typed: dict[str, Any]) -> str:
     return "0x" + eip712.sign_typed(key, typed).hex()
 
@@ -169,7 +152,7 @@ def pinned_record(chain_client) -> DeploymentRecord:
 
 
 def node_side(node, keystore: NodeKeystore) -> NodeSide:
-    from portal.datasets.fetch import DatasetClient
+    from portal.nodes.agent.fetch import DatasetClient
 
     client = DatasetClient("http://testserver", token_for(node))
     client.session.mount("http://testserver/", DjangoTestAdapter())

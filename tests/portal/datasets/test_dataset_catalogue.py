@@ -11,6 +11,8 @@ from datasets_api_helpers import (
     put_chunk,
 )
 
+from tests.routes import fill, methods, routes
+
 pytestmark = pytest.mark.django_db
 
 
@@ -23,42 +25,45 @@ def anchored(datasets_chain, member_admin, node, package, tmp_path, api_as):
     return api.post(f"{UPLOADS}{upload['id']}/commit/").json()["dataset"]
 
 
-def _object_routes(dataset: dict, node_id: str) -> list[tuple[str, str]]:
-    base = f"/api/v1/datasets/{dataset['id']}/"
-    return [
-        ("get", base),
-        ("get", base + "versions/"),
-        ("get", base + "grants/"),
-        ("post", base + "grants/add/typed-data/"),
-        ("post", base + "grants/add/"),
-        ("post", base + f"grants/{node_id}/revoke/typed-data/"),
-        ("post", base + f"grants/{node_id}/revoke/"),
-        ("get", base + "access-log/"),
-        ("post", base + "withdraw/typed-data/"),
-        ("post", base + "withdraw/"),
-        ("get", base + "node/manifest/"),
-        ("get", base + "node/chunks/0/?version=1"),
-        ("post", base + "node/reports/"),
-    ]
+def _dataset_routes(dataset: dict, node_id: str) -> list[tuple[str, str, str]]:
+    """(method, path, url name) of every dataset API route the resolver knows, filled in
+    with the anchored dataset, its upload and the granted node."""
+    from portal.datasets.models import Upload
+
+    values = {
+        "dataset_id": dataset["id"],
+        "upload_id": str(Upload.objects.get(dataset_uuid=dataset["id"]).id),
+        "node_id": node_id,
+        "index": "0",
+    }
+    found = []
+    for route, pattern in routes():
+        if route.startswith("api/v1/datasets/"):
+            path = fill(route, lambda converter, name: values.get(name))
+            found += [(method, path, pattern.name or "") for method in methods(pattern)]
+    return found
+
+
+def test_it_walks_every_dataset_route(anchored, node):
+    found = _dataset_routes(anchored, node.node_id)
+    assert ("get", CATALOGUE, "api-dataset-list") in found
+    assert ("put", "api-dataset-upload-chunk") in [(method, name) for method, _, name in found]
+    assert len({name for _, _, name in found}) == 20
 
 
 def test_it_refuses_the_outsider_on_every_route(anchored, outsider, node, api_as):
     api = api_as(outsider)
-    for method, url in [
-        ("get", CATALOGUE),
-        ("post", UPLOADS),
-        ("post", UPLOADS + "typed-data/"),
-        *_object_routes(anchored, node.node_id),
-    ]:
+    for method, url, _ in _dataset_routes(anchored, node.node_id):
         response = getattr(api, method)(url, {}, format="json")
-        assert response.status_code == 403, (url, response.content)
+        assert response.status_code == 403, (method, url, response.content)
         assert response.json()["error"]
 
 
 def test_it_refuses_anonymous_callers(anchored, node, api_as):
     api = api_as(None)
-    for method, url in _object_routes(anchored, node.node_id):
-        assert getattr(api, method)(url, {}, format="json").status_code in (401, 403)
+    for method, url, _ in _dataset_routes(anchored, node.node_id):
+        response = getattr(api, method)(url, {}, format="json")
+        assert response.status_code == 401, (method, url, response.content)
 
 
 def test_it_shows_the_catalogue_but_no_content_to_another_member(
@@ -68,23 +73,24 @@ def test_it_shows_the_catalogue_but_no_content_to_another_member(
     detail = api.get(f"/api/v1/datasets/{anchored['id']}/")
     assert detail.status_code == 200
     assert detail.json()["version"]["manifest_sha256"] == anchored["version"]["manifest_sha256"]
-    for method, url in _object_routes(anchored, node.node_id)[1:]:
-        response = getattr(api, method)(url, {}, format="json")
-        assert response.status_code == 403, (url, response.content)
+    for method, url, name in _dataset_routes(anchored, node.node_id):
+        if anchored["id"] in url and name != "api-dataset-detail":
+            response = getattr(api, method)(url, {}, format="json")
+            assert response.status_code == 403, (method, url, response.content)
 
 
 def test_a_clinician_sees_the_catalogue_but_cannot_manage(anchored, clinician, api_as):
     api = api_as(clinician)
-    assert [d["id"] for d in api.get(CATALOGUE).json()] == [anchored["id"]]
+    assert [d["id"] for d in api.get(CATALOGUE).json()["results"]] == [anchored["id"]]
     assert_json_error(api.get(f"/api/v1/datasets/{anchored['id']}/versions/"), 403, "steward")
 
 
 def test_the_owner_sees_versions_and_grants(anchored, member_admin, node, package, api_as):
     api = api_as(member_admin)
-    versions = api.get(f"/api/v1/datasets/{anchored['id']}/versions/").json()
+    versions = api.get(f"/api/v1/datasets/{anchored['id']}/versions/").json()["results"]
     assert [v["number"] for v in versions] == [1]
     assert versions[0]["manifest"] == package.manifest
-    grants = api.get(f"/api/v1/datasets/{anchored['id']}/grants/").json()
+    grants = api.get(f"/api/v1/datasets/{anchored['id']}/grants/").json()["results"]
     assert [(g["node_id"], g["state"], g["cross_member"]) for g in grants] == [
         (node.node_id, "active", False)
     ]

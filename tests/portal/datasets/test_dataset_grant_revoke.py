@@ -14,15 +14,14 @@ import pytest
 from datasets_api_helpers import (
     assert_json_error,
     grant_entry,
-    messages_of,
     node_api,
     sign,
-    signed_in,
     upload_and_commit,
 )
 from django.urls import reverse
 
 from portal.datasets.models import Grant
+from tests.factories import messages_of, signed_in
 from training.ingest.dataset import package_dataset
 
 pytestmark = pytest.mark.django_db
@@ -198,7 +197,7 @@ def test_the_api_revokes_one_versions_grant(
         owner.post(base, {"version": 1, **demo}, format="json"), 400, "already revoked"
     )
     assert _in_force(datasets_chain, two_versions, _grant(two_versions, 2, node))
-    grants = owner.get(f"/api/v1/datasets/{two_versions['id']}/grants/").json()
+    grants = owner.get(f"/api/v1/datasets/{two_versions['id']}/grants/").json()["results"]
     assert sorted((g["version"], g["cross_member"], g["state"]) for g in grants) == [
         (1, False, "replaced"),
         (1, True, "revoked"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,9 +18,9 @@ from datasets_api_helpers import (
 )
 from rest_framework.test import APIClient
 
-from portal.datasets.fetch import DatasetClient, DatasetRefused, fetch_and_verify
 from portal.datasets.models import AccessLog
-from portal.nodes.client import PortalError
+from portal.nodes.agent.client import PortalError
+from portal.nodes.agent.fetch import DatasetClient, DatasetRefused, fetch_and_verify
 from training.ingest.annotations import parse_annotations
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +46,7 @@ def _log(dataset_id: str, action: str) -> list[AccessLog]:
 
 
 def test_it_lets_a_granted_node_fetch_verify_and_decrypt(
-    anchored, node, node_keys, package, tmp_path, chain_client, member_admin, api_as
+    anchored, node, node_keys, package, phantoms, tmp_path, chain_client, member_admin, api_as
 ):
     side = node_side(node, node_keys)
     result = fetch_and_verify(
@@ -61,7 +62,10 @@ def test_it_lets_a_granted_node_fetch_verify_and_decrypt(
     assert len(files) == 20 and all(name.endswith(".dcm") for name in files)
     annotations = (result.folder / "annotations.json").read_bytes()
     sizes = {name.removesuffix(".dcm"): (256, 256) for name in files}
-    assert sum(len(b) for b in parse_annotations(annotations, sizes).instances.values()) == 26
+    decrypted = parse_annotations(annotations, sizes).instances.values()
+    source = json.loads(phantoms[1].read_bytes())["instances"].values()
+    assert sum(len(b) for b in decrypted) == package.boxes == sum(len(e["boxes"]) for e in source)
+    assert package.boxes > 0
     assert not (tmp_path / "cache" / anchored["id"] / "v1.ciphertext").exists()
 
     releases = _log(anchored["id"], "release")
@@ -144,7 +148,7 @@ def test_withdrawal_stops_releases(anchored, node, member_admin, second_admin, a
 
     assert_json_error(api.get(chunk), 403, "Withdrawn")
     assert_json_error(api.get(f"/api/v1/datasets/{anchored['id']}/node/manifest/"), 403)
-    catalogue = api_as(second_admin).get("/api/v1/datasets/").json()
+    catalogue = api_as(second_admin).get("/api/v1/datasets/").json()["results"]
     assert catalogue[0]["status"] == "withdrawn" and catalogue[0]["withdrawn_tx"]
 
 
@@ -182,7 +186,7 @@ def test_revoking_a_grant_stops_releases_to_that_node(
     assert response.status_code == 200, response.content
     assert not datasets_chain.grant_of(anchored["chain_id"], node.node_id).active
     assert_json_error(api.get(manifest), 403, "no active grant")
-    grants = owner.get(f"/api/v1/datasets/{anchored['id']}/grants/").json()
+    grants = owner.get(f"/api/v1/datasets/{anchored['id']}/grants/").json()["results"]
     assert [g["state"] for g in grants] == ["revoked"]
 
 
@@ -246,7 +250,7 @@ def test_a_node_refuses_a_registry_address_the_portal_hands_it(
     anchored, node, node_keys, tmp_path, chain_client, consortium
 ):
     """The portal points the node at a DatasetRegistry of its own, to anchor what it likes."""
-    from chain.datasets import DatasetRegistry
+    from chain.dataset_registry import DatasetRegistry
     from portal.core import chain as portal_chain
 
     rogue = DatasetRegistry.deploy(chain_client, registry_address=portal_chain.deployment().address)
@@ -266,7 +270,7 @@ def test_a_node_refuses_an_owner_the_portal_makes_up(
     anchored, node, node_keys, tmp_path, chain_client, consortium, claim
 ):
     """The portal says City General owns St. Mary's dataset (its name on the node's page)."""
-    from chain.datasets import dataset_id_of, dataset_id_parts
+    from chain.dataset_registry import dataset_id_of, dataset_id_parts
     from portal.consortium.models import Member
 
     city = Member.objects.get(governance_address=consortium[1].address)
@@ -308,7 +312,7 @@ def test_a_node_cannot_flood_the_access_log_with_reports(
     assert len(_log(anchored["id"], "decrypt")) == 3
 
     # The owner's page says whose word each report is.
-    from datasets_api_helpers import signed_in
+    from tests.factories import signed_in
 
     page = signed_in(member_admin).get(f"/datasets/{anchored['id']}/")
     assert page.content.decode().count("self-reported</span>") == 3

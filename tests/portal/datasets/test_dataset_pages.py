@@ -16,16 +16,15 @@ from datasets_api_helpers import (
     chunk_bytes,
     create_upload,
     grant_entry,
-    messages_of,
     node_api,
     put_chunk,
     sign,
-    signed_in,
 )
 from django.test import Client
 from django.urls import reverse
 
 from portal.datasets.models import Dataset, Grant
+from tests.factories import messages_of, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -91,8 +90,9 @@ def test_the_owner_sees_versions_grants_and_the_access_log(anchored, member_admi
     assert anchored["version"]["manifest_sha256"] in html
     assert anchored["version"]["signer_address"][:10] in html
     assert node.node_id[:10] in html
-    assert "Revoke with demo keystore" in html
-    assert "Sign with demo keystore" in html
+    assert html.count('data-testid="wallet-status"') == 1  # one wallet status for the page
+    assert html.count('name="signer" value="demo"') == 1  # one choice of signer
+    assert html.count('name="demo" value="1" disabled') == 2  # the revoke and the withdrawal
     assert page.context["access_log"][0].what == "manifest"
 
 
@@ -129,7 +129,7 @@ def test_the_owner_withdraws_with_the_demo_keystore_and_twice_is_a_message(ancho
     assert dataset.status == Dataset.Status.WITHDRAWN and dataset.withdrawn_tx
     html = response.content.decode()
     assert "Withdrawn" in html and dataset.withdrawn_tx in html
-    assert "Withdraw with wallet" not in html
+    assert "Withdraw dataset</button>" not in html and 'data-testid="signer"' not in html
     assert "Withdrawn" in client.get(reverse("dataset-list")).content.decode()
 
     again = client.post(_detail(anchored), _withdraw(anchored, demo="1"), follow=True)
@@ -190,7 +190,7 @@ def test_the_owner_revokes_a_grant_with_the_demo_keystore(anchored, member_admin
     grant = Grant.objects.get(version__dataset_id=anchored["id"], node=node)
     assert grant.state == Grant.State.REVOKED
     html = response.content.decode()
-    assert "Revoked" in html and "Revoke with demo keystore" not in html
+    assert "Revoked" in html and 'name="action" value="revoke"' not in html
 
     again = client.post(_detail(anchored), form, follow=True)
     assert any("no active grant" in m for m in messages_of(again))

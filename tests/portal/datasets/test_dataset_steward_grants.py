@@ -54,7 +54,7 @@ def _commit(api, upload: dict[str, Any], tmp_path) -> dict[str, Any]:
     return response.json()
 
 
-def test_the_typed_data_names_who_signs_each_grant_with_nonces_in_order(
+def test_the_typed_data_names_who_signs_each_grant_at_its_own_pairs_nonce(
     datasets_chain, steward, node, other_node, package, api_as, consortium
 ):
     api = api_as(steward.user)
@@ -63,7 +63,8 @@ def test_the_typed_data_names_who_signs_each_grant_with_nonces_in_order(
     assert typed["signer"] == steward.address
     assert typed["grant_signers"] == [consortium[0].address, steward.address]
     nonces = [t["message"]["nonce"] for t in (typed["manifest"], *typed["grants"])]
-    assert nonces == [0, 0, 1]  # the steward's anchor and own grant; the governance grant
+    # The steward's anchor in its own sequence; each grant first in its (dataset, node) pair's.
+    assert nonces == [0, 0, 0]
 
 
 def test_a_steward_signs_the_manifest_and_the_grant_to_an_own_node(
@@ -201,7 +202,7 @@ def test_a_steward_cannot_add_a_grant_to_another_members_node(
 def test_a_disabled_delegate_cannot_add_a_grant(
     anchored, steward, node, package, api_as, consortium
 ):
-    from chain.registry import Scope
+    from chain.consortium_registry import Scope
     from portal.core import chain as portal_chain
     from portal.core.sync import chain_sync_run
 
@@ -230,7 +231,7 @@ def _steward_upload(api, package, steward, node, tmp_path) -> dict[str, Any]:
 def _fetch(node, node_keys, dataset: dict[str, Any], tmp_path, chain_client):
     from datasets_api_helpers import node_side, pinned_record
 
-    from portal.datasets.fetch import fetch_and_verify
+    from portal.nodes.agent.fetch import fetch_and_verify
 
     side = node_side(node, node_keys)
     return fetch_and_verify(
@@ -254,7 +255,7 @@ def test_the_node_decrypts_a_version_its_members_steward_granted(
 def test_the_node_refuses_a_grant_not_signed_by_the_signer_the_portal_names(
     datasets_chain, steward, node, node_keys, package, api_as, tmp_path, chain_client, consortium
 ):
-    from portal.datasets.fetch import DatasetRefused
+    from portal.nodes.agent.fetch import DatasetRefused
 
     dataset = _steward_upload(api_as(steward.user), package, steward, node, tmp_path)
     Grant.objects.update(signer_address=consortium[0].address)

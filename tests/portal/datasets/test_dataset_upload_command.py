@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -119,14 +120,25 @@ def test_the_cli_reports_a_bad_annotation_file_in_one_line(
 
 
 def _run_as_steward(
-    phantoms, steward, tmp_path: Path, monkeypatch, nodes: list[str] | None = None
+    phantoms,
+    steward,
+    tmp_path: Path,
+    monkeypatch,
+    nodes: list[str] | None = None,
+    *,
+    uid_secret: bool = True,
 ) -> tuple[str, str]:
-    """The README's command: the steward's token and own Data delegate keystore, nothing else."""
+    """The README's command: the steward's token and own Data delegate keystore, and the UID
+    secret file the admin handed over (``uid_secret=False``: none given)."""
     source, annotations = phantoms
     keystore = tmp_path / "steward.json"
     write_keystore(keystore, steward.key, "pw", kdf="pbkdf2", iterations=1024)
     (tmp_path / "pw").write_text("pw\n")
     (tmp_path / "steward-token").write_text(api_token_issue(user=steward.user)[1])
+    secret: dict[str, str] = {}
+    if uid_secret:
+        (tmp_path / "uid-secret.bin").write_bytes(b"u" * 32)
+        secret["uid_secret_file"] = str(tmp_path / "uid-secret.bin")
     monkeypatch.setattr(Command, "session_factory", staticmethod(_session(DjangoTestAdapter())))
     out, err = io.StringIO(), io.StringIO()
     call_command(
@@ -138,6 +150,7 @@ def _run_as_steward(
         keystore=str(keystore),
         password_file=str(tmp_path / "pw"),
         node=nodes or [],
+        **secret,
         work_dir=str(tmp_path / "work"),
         no_progress=True,
         stdout=out,
@@ -157,7 +170,9 @@ def test_the_cli_uploads_and_grants_own_nodes_with_the_stewards_keystore_alone(
     grant = version.grants.get()
     assert (grant.node, grant.state, grant.signer_address) == (node, "active", steward.address)
     assert datasets_chain.grant_of(version.dataset.chain_id, node.node_id).active
-    assert datasets_chain.nonce(steward.address) == 2  # the anchor, then the grant
+    assert datasets_chain.nonce(steward.address) == 1  # the anchor
+    pair = {"datasetId": version.dataset.chain_id, "nodeId": node.node_id}
+    assert datasets_chain.nonce_for("RecordGrant", steward.address, pair) == 1  # the grant
 
 
 def test_the_cli_leaves_a_grant_to_another_members_node_to_the_admin(
@@ -234,3 +249,47 @@ def test_the_cli_reports_the_upload_quota_in_one_line(
         _run(phantoms, steward_files, tmp_path, DjangoTestAdapter(), monkeypatch)
     assert "\n" not in str(refused.value)
     assert not Upload.objects.exists()
+
+
+def test_the_uid_secret_is_the_governance_keys_and_a_steward_without_it_is_told_how(
+    datasets_chain, phantoms, steward, consortium, tmp_path, monkeypatch
+):
+    from eth_account import Account as EthAccount
+
+    from chain import uid_secret
+
+    # The admin's one-off: the file is SHA-256 of the governance key's EIP-712 signature,
+    # the same bytes a wallet's eth_signTypedData_v4 gives (RFC 6979: deterministic).
+    keystore = tmp_path / "governance.json"
+    write_keystore(keystore, consortium[0].key, "pw", kdf="pbkdf2", iterations=1024)
+    (tmp_path / "pw").write_text("pw\n")
+    call_command(
+        "uid_secret",
+        keystore=str(keystore),
+        password_file=str(tmp_path / "pw"),
+        out=str(tmp_path / "uid-secret.bin"),
+        stdout=io.StringIO(),
+    )
+    typed = uid_secret.typed_data(consortium[0].address)
+    signed = EthAccount.sign_typed_data(consortium[0].key, full_message=typed)
+    expected = hashlib.sha256(bytes(signed.signature)).digest()
+    assert (
+        (tmp_path / "uid-secret.bin").read_bytes()
+        == expected
+        == uid_secret.derive(consortium[0].key)
+    )
+    assert uid_secret.derive(consortium[1].key) != expected  # one per member
+    with pytest.raises(CommandError, match="keep the one you have"):
+        call_command(
+            "uid_secret",
+            keystore=str(keystore),
+            password_file=str(tmp_path / "pw"),
+            out=str(tmp_path / "uid-secret.bin"),
+        )
+
+    # A steward's delegate key cannot derive it: the CLI refuses in one line, saying how.
+    with pytest.raises(CommandError) as refused:
+        _run_as_steward(phantoms, steward, tmp_path, monkeypatch, uid_secret=False)
+    message = str(refused.value)
+    assert "give --uid-secret-file" in message and "manage.py uid_secret" in message
+    assert "\n" not in message and not Upload.objects.exists()

@@ -46,7 +46,7 @@ def test_it_uploads_resumes_commits_and_shows_the_catalogue_entry(
 
     # The connection drops after the first chunk: nothing is visible yet.
     assert put_chunk(api, upload["id"], 0, chunk_bytes(tmp_path, 0)).status_code == 200
-    assert api_as(second_admin).get(CATALOGUE).json() == []
+    assert api_as(second_admin).get(CATALOGUE).json()["results"] == []
 
     status = api.get(f"{UPLOADS}{upload['id']}/").json()
     assert status["received"] == [0] and status["missing"] == [1, 2]
@@ -66,7 +66,7 @@ def test_it_uploads_resumes_commits_and_shows_the_catalogue_entry(
     assert datasets_chain.version_of(body["dataset"]["chain_id"], manifest_hash) == 1
     assert datasets_chain.grant_of(body["dataset"]["chain_id"], node.node_id).active
 
-    catalogue = api_as(second_admin).get(CATALOGUE).json()
+    catalogue = api_as(second_admin).get(CATALOGUE).json()["results"]
     assert len(catalogue) == 1
     entry = catalogue[0]
     assert entry["owner"]["name"] == "St. Mary's Hospital"
@@ -87,7 +87,7 @@ def test_it_refuses_a_chunk_with_a_wrong_hash_naming_it(
     assert body["code"] == "chunk_mismatch"
     assert not default_storage.exists(chunk_storage_path(upload["dataset_id"], 1, 1))
     assert api.get(f"{UPLOADS}{upload['id']}/").json()["received"] == []
-    assert api_as(second_admin).get(CATALOGUE).json() == []
+    assert api_as(second_admin).get(CATALOGUE).json()["results"] == []
 
 
 def test_it_refuses_a_chunk_that_is_not_in_the_manifest(
@@ -118,7 +118,7 @@ def test_it_refuses_to_commit_with_a_missing_chunk(
     assert body["code"] == "chunks_missing"
     dataset = Dataset.objects.get(pk=package.manifest["dataset_id"])
     assert datasets_chain.version_of(dataset.chain_id, "0x" + package.manifest_sha256) == 0
-    assert api_as(second_admin).get(CATALOGUE).json() == []
+    assert api_as(second_admin).get(CATALOGUE).json()["results"] == []
     # Still open: the missing chunk can be sent and the commit succeeds.
     put_chunk(api, upload["id"], 1, chunk_bytes(tmp_path, 1))
     assert api.post(f"{UPLOADS}{upload['id']}/commit/").status_code == 200
@@ -162,14 +162,14 @@ def test_it_discards_everything_when_the_chain_refuses_the_anchor(
         "manifest_hash": "0x" + "88" * 32,
     }
     typed = datasets_chain.anchor_manifest_typed(signer=consortium[0].address, **other)
-    datasets_chain.anchor_manifest_by_sig(
-        **other,
-        previous="0x" + "00" * 32,
+    datasets_chain.send_signed(
+        "AnchorManifest",
+        typed["message"],
+        sign(consortium[0].key, typed),
         signer=consortium[0].address,
-        signature=sign(consortium[0].key, typed),
     )
     body = assert_json_error(api.post(f"{UPLOADS}{upload['id']}/commit/"), 409, "chain")
-    assert body["code"] == "InvalidSignature"
+    assert body["code"] == "MemberSignedInvalidSignature"
     assert Upload.objects.get(pk=upload["id"]).state == Upload.State.FAILED
     assert not default_storage.exists(chunk_storage_path(upload["dataset_id"], 1, 0))
     assert not Dataset.objects.exists()

@@ -30,6 +30,8 @@ def keystore(tmp_path: Path) -> Path:
 
 def _upload(source: Path, keystore: Path, node: str, tmp_path: Path, **options: object) -> str:
     stderr = io.StringIO()
+    secret = tmp_path / "uid-secret.bin"
+    secret.write_bytes(b"u" * 32)  # the hospital's UID secret, as its admin hands it over
     with pytest.raises(CommandError) as failed:
         call_command(
             "upload_dataset",
@@ -41,6 +43,7 @@ def _upload(source: Path, keystore: Path, node: str, tmp_path: Path, **options: 
             node=[node],
             work_dir=str(tmp_path / "work"),
             no_progress=True,
+            uid_secret_file=secret,
             stderr=stderr,
             **options,
         )

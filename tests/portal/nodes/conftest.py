@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from portal.nodes.keystore import NodeKeystore
+from portal.nodes.agent.keystore import NodeKeystore
 
 NODE_PASSWORD = "node-pass"
 
@@ -39,16 +39,3 @@ def node_api(node) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {services.node_token_issue(node=node)}")
     return client
-
-
-@pytest.fixture
-def api_as():
-    """`api_as(user)`: an API client signed in as `user` (None: anonymous)."""
-
-    def make(user) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            client.force_authenticate(user)
-        return client
-
-    return make

@@ -7,7 +7,7 @@ from django.utils import timezone
 from eth_account import Account
 
 from chain import eip712
-from portal.nodes.keystore import NodeKeystore
+from portal.nodes.agent.keystore import NodeKeystore
 
 NODE_PASSWORD = "node-pass"
 
@@ -45,19 +45,19 @@ def test_it_lists_the_members_own_nodes(member_admin, clinician, node, api_as):
     for user in (member_admin, clinician):
         response = api_as(user).get(LIST)
         assert response.status_code == 200
-        assert [n["node_id"] for n in response.json()] == [node.node_id]
-        assert response.json()[0]["online"] is False
+        assert [n["node_id"] for n in response.json()["results"]] == [node.node_id]
+        assert response.json()["results"][0]["online"] is False
 
 
 def test_it_hides_other_members_nodes(second_admin, node, api_as):
     response = api_as(second_admin).get(LIST)
     assert response.status_code == 200
-    assert response.json() == []
+    assert response.json()["results"] == []
 
 
 def test_it_refuses_the_outsider_and_anonymous(outsider, node, api_as):
     _assert_json_error(api_as(outsider).get(LIST), 403, "consortium member")
-    assert api_as(None).get(LIST).status_code in (401, 403)
+    assert api_as(None).get(LIST).status_code == 401
 
 
 def test_it_registers_a_node_signed_by_the_demo_keystore(member_admin, node_keys, api_as):
@@ -164,7 +164,8 @@ def test_it_refuses_an_expired_challenge(node, node_api, node_keys):
 def test_it_refuses_a_check_in_signed_by_another_key(node, node_api, tmp_path):
     other = NodeKeystore.create(tmp_path / "other", NODE_PASSWORD)
     data = node_api.post(CHALLENGE).json()
-    typed = eip712.node_check_in(
+    typed = eip712.typed_for(
+        "NodeCheckIn",
         chain_id=data["chain_id"],
         contract=data["registry"],
         node_id=node.node_id,
@@ -192,7 +193,7 @@ def test_it_keeps_check_in_routes_for_node_tokens(member_admin, outsider, node, 
     for user in (member_admin, outsider):
         _assert_json_error(api_as(user).post(CHALLENGE), 403, "node")
         _assert_json_error(api_as(user).post(CHECK_IN, {}, format="json"), 403, "node")
-    assert api_as(None).post(CHALLENGE).status_code in (401, 403)
+    assert api_as(None).post(CHALLENGE).status_code == 401
 
 
 def test_it_refuses_a_password_only_admin_session_a_node_token(member_admin, node, node_api):

@@ -4,7 +4,7 @@ import pytest
 from eth_account import Account
 
 from chain import eip712
-from portal.nodes.keystore import KeystoreError, NodeIdentity, NodeKeystore, node_id_for
+from portal.nodes.agent.keystore import KeystoreError, NodeIdentity, NodeKeystore, node_id_for
 
 
 def test_it_round_trips_both_keys(tmp_path):
@@ -20,8 +20,12 @@ def test_it_signs_check_ins_with_the_node_address(tmp_path):
     keys = NodeKeystore.create(tmp_path / "n", "pw")
     registry = Account.create().address
     signature = keys.sign_check_in(chain_id=31337, registry=registry, challenge="0x" + "ab" * 32)
-    typed = eip712.node_check_in(
-        chain_id=31337, contract=registry, node_id=keys.identity.node_id, challenge="0x" + "ab" * 32
+    typed = eip712.typed_for(
+        "NodeCheckIn",
+        chain_id=31337,
+        contract=registry,
+        node_id=keys.identity.node_id,
+        challenge="0x" + "ab" * 32,
     )
     assert eip712.recover_typed(typed, bytes.fromhex(signature[2:])) == keys.identity.signer_address
 

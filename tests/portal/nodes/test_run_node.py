@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from portal.nodes import tasks
-from portal.nodes.keystore import NodeKeystore
+from portal.nodes.agent import config
+from portal.nodes.agent.keystore import NodeKeystore
 
 NODE_PASSWORD = "node-pass"
 
@@ -19,7 +19,7 @@ def node_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     keys = NodeKeystore.create(tmp_path / "node", NODE_PASSWORD)
     monkeypatch.setenv("MEDCHAIN_NODE_PASSWORD", NODE_PASSWORD)
     monkeypatch.setenv("MEDCHAIN_NODE_TOKEN", "a-token")
-    monkeypatch.delenv(tasks.NODE_RPC_ENV, raising=False)
+    monkeypatch.delenv(config.NODE_RPC_ENV, raising=False)
     return keys.directory
 
 
@@ -46,6 +46,6 @@ def test_it_refuses_to_start_without_a_pinned_deployment_record(
 
 
 def test_its_fetch_task_refuses_to_run_without_an_rpc_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(tasks.NODE_RPC_ENV, raising=False)
+    monkeypatch.delenv(config.NODE_RPC_ENV, raising=False)
     with pytest.raises(RuntimeError, match="MEDCHAIN_NODE_RPC_URL must be set on a node"):
-        tasks.node_chain_settings()
+        config.node_chain_settings()

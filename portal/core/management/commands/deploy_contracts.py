@@ -9,11 +9,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from eth_utils import to_checksum_address
 
-from chain.datasets import DatasetRegistry
+from chain.consortium_registry import ConsortiumRegistry
+from chain.consortium_registry import Founder as ChainFounder
+from chain.dataset_registry import DatasetRegistry
 from chain.deployment import DeploymentRecord
 from chain.errors import ChainUnavailable
-from chain.registry import ConsortiumRegistry
-from chain.registry import Founder as ChainFounder
 from portal.consortium import services as consortium
 from portal.consortium.models import Role
 from portal.core import chain as portal_chain
@@ -105,7 +105,7 @@ class Command(BaseCommand):
                 defaults={"address": datasets.address, "block_number": start_block},
             )
             for f in founders:
-                consortium.member_found(
+                consortium.founding_member_record(
                     name=f["name"],
                     contact_email=f.get("contact_email", "admin@invalid"),
                     governance_address=f["address"],

@@ -28,12 +28,12 @@ from eth_account import Account
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
 
-from chain import eip712
+from chain import eip712, uid_secret
 from chain.client import ChainClient
+from chain.consortium_registry import ConsortiumRegistry
 from chain.deployment import DeploymentRecord, RecordError
 from chain.errors import ChainUnavailable
 from chain.keystore import read_keystore
-from chain.registry import ConsortiumRegistry
 from training.crypto import wrap_key
 from training.ingest.annotations import AnnotationError
 from training.ingest.dataset import PackageError, RefusedFiles, chunk_file_name, package_dataset
@@ -75,6 +75,17 @@ class Portal:
             message = body.get("error") if isinstance(body, dict) else None
             raise CommandError(message or f"HTTP {response.status_code} from {path}")
         return body
+
+    def every(self, path: str) -> list[Any]:
+        """Every row of a paged list route ({count, next, previous, results}), page by page."""
+        rows: list[Any] = []
+        page = 1
+        while True:
+            body = self.call("GET", path, params={"page": page, "page_size": 1000})
+            rows.extend(body["results"])
+            if not body.get("next"):
+                return rows
+            page += 1
 
 
 class Command(BaseCommand):
@@ -136,7 +147,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--title", default="")
         parser.add_argument("--dataset-id", help="an own dataset's id, for a new version")
-        parser.add_argument("--uid-secret-file", type=Path, help="HMAC secret for UID remapping")
+        parser.add_argument(
+            "--uid-secret-file",
+            type=Path,
+            help="your hospital's UID secret (its admin makes it once with `manage.py "
+            "uid_secret`); default: derived here when --keystore or --grant-keystore is the "
+            "governance key",
+        )
         parser.add_argument("--work-dir", type=Path, help="default: var/uploads/<source hash>")
         parser.add_argument(
             "--no-progress", action="store_true", help="no progress bars (for logs and scripts)"
@@ -167,6 +184,7 @@ class Command(BaseCommand):
             if options["grant_keystore"]
             else key
         )
+        options["grant_key"] = grant_key
         portal = Portal(options["portal"], token, self.session_factory())
         work = options["work_dir"] or _default_work_dir(source)
         work.mkdir(parents=True, exist_ok=True)
@@ -198,14 +216,9 @@ class Command(BaseCommand):
             dataset_id = str(uuid.UUID(dataset_id))
         except ValueError:
             raise CommandError(f"--dataset-id {dataset_id!r} is not a UUID") from None
+        uid_secret = _uid_secret(options, portal, [key, options.get("grant_key")])
         nodes = _nodes(options["node"], portal)
         _check_node_keys(nodes, _registry(options, self.chain_factory))
-        secret_file = options["uid_secret_file"]
-        uid_secret = (
-            secret_file.read_bytes()
-            if secret_file
-            else hashlib.sha256(b"medchain-uid-secret" + bytes.fromhex(key[2:])).digest()
-        )
         package_dir = work / "package"
         if package_dir.exists():
             for stale in package_dir.iterdir():
@@ -308,8 +321,8 @@ class Command(BaseCommand):
             if who in keys:
                 grants.append({**g, "signature": _sign(keys[who], t)})
                 continue
-            # Only another member's node takes the governance key, and leaving all of
-            # that key's grants out leaves the nonces of the other signer's unchanged.
+            # Only another member's node takes the governance key; each grant has its own
+            # nonce (per dataset and node), so one left out holds up none of the others.
             self.stderr.write(
                 f"grant to node {g['node_id']} left out: it is another member's node, so your "
                 f"admin signs it with the governance key (POST /api/v1/datasets/"
@@ -333,6 +346,31 @@ class Command(BaseCommand):
 
 def _sign(key: str, typed: dict[str, Any]) -> str:
     return "0x" + eip712.sign_typed(key, typed).hex()
+
+
+def _uid_secret(options: dict[str, Any], portal: Portal, keys: list[str | None]) -> bytes:
+    """The member's one UID secret (chain/uid_secret.py): the file given, else derived from
+    the governance key if this run holds it; never from a delegate's key, which would give
+    each steward another secret."""
+    secret_file = options["uid_secret_file"]
+    if secret_file:
+        try:
+            secret = secret_file.read_bytes()
+        except OSError as exc:
+            raise CommandError(f"cannot read the UID secret file {secret_file}: {exc}") from None
+        if len(secret) < 16:
+            raise CommandError(f"{secret_file} holds {len(secret)} bytes: a UID secret has 32")
+        return secret
+    me = portal.call("GET", "me/")
+    governance = ((me or {}).get("member") or {}).get("governance_address", "")
+    for key in keys:
+        if key and Account.from_key(key).address.lower() == governance.lower():
+            return uid_secret.derive(key)
+    raise CommandError(
+        "give --uid-secret-file: your hospital's UID secret, which its admin makes once with "
+        "`manage.py uid_secret --keystore GOVERNANCE.json` (only the governance key derives it; "
+        "see docs/ingest.md)"
+    )
 
 
 def _read(path: Path | None, what: str) -> str:
@@ -365,7 +403,7 @@ def _nodes(given: list[str], portal: Portal) -> list[tuple[str, str]]:
                 )
             pairs.append((node_id.lower(), public.lower()))
         return pairs
-    nodes = [n for n in portal.call("GET", "nodes/") if n.get("active")]
+    nodes = [n for n in portal.every("nodes/") if n.get("active")]
     if not nodes:
         raise CommandError(
             "your member has no active training node to grant the data key to: register one "

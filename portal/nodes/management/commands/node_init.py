@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portal.nodes.keystore import KeystoreError, NodeKeystore, password_from_env
+from portal.nodes.agent.keystore import KeystoreError, NodeKeystore, password_from_env
 
 
 class Command(BaseCommand):

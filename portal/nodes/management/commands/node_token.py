@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portal.core.apis import ServiceError
+from portal.core.exceptions import ServiceError
 from portal.nodes.models import Node
 from portal.nodes.services import node_token_issue
 

@@ -12,8 +12,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from chain.client import ChainClient
 from chain.deployment import DeploymentRecord, RecordError
 from chain.errors import ChainUnavailable
-from portal.nodes.keystore import KeystoreError, NodeIdentity, NodeKeystore, password_from_env
-from portal.nodes.tasks import NODE_RPC_ENV
+from portal.nodes.agent.config import NODE_RPC_ENV
+from portal.nodes.agent.keystore import KeystoreError, NodeIdentity, NodeKeystore, password_from_env
 
 
 def _check_chain(rpc_url: str | None, record_path: Path) -> None:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from eth_utils import to_checksum_address
 from web3.types import TxReceipt
 
-from chain import eip712
+from chain.actions import TypedData
 from chain.client import ChainClient
-from chain.wrapper import ContractWrapper, as_bytes32, as_signature
+from chain.wrapper import ContractWrapper, as_bytes32
 
 ZERO_HASH = b"\x00" * 32
 
@@ -53,11 +53,12 @@ def dataset_id_parts(dataset_id: bytes | str) -> tuple[int, uuid.UUID]:
 class DatasetRegistry(ContractWrapper):
     """Views return dataclasses; actions send a transaction and return its receipt.
 
-    Direct actions are sent by ``sender_key``; ``*_by_sig`` actions are relayed (``sender_key``
-    None: the client's relayer) with the signature of ``signer`` over the matching ``*_typed``
-    data. Anchors and grants to the owner's own nodes take the owner's governance key or one of
-    its DATA delegates; a grant to another member's node (``DatasetRegistryCrossMemberGrant``
-    from a delegate), a revocation and a withdrawal take the governance key.
+    Direct actions are sent by ``sender_key``; signed ones are relayed with ``send_signed``
+    (``sender_key`` None: the client's relayer) with the signature of ``signer`` over the
+    matching ``*_typed`` data. Anchors and grants to the owner's own nodes take the owner's
+    governance key or one of its DATA delegates; a grant to another member's node
+    (``DatasetRegistryCrossMemberGrant`` from a delegate), a revocation and a withdrawal take
+    the governance key.
     """
 
     NAME = "DatasetRegistry"
@@ -97,7 +98,7 @@ class DatasetRegistry(ContractWrapper):
         """The version of the dataset ``manifest_hash`` was anchored as; 0 if never."""
         return int(self._call("versionOf", as_bytes32(dataset_id), as_bytes32(manifest_hash)))
 
-    # typed data to sign (the signer's current nonce read from the chain)
+    # typed data to sign (domain and the signer's current nonce read from the chain)
 
     def anchor_manifest_typed(
         self,
@@ -107,44 +108,28 @@ class DatasetRegistry(ContractWrapper):
         version: int,
         manifest_hash: bytes | str,
         previous: bytes | str = ZERO_HASH,
-    ) -> eip712.TypedData:
-        return eip712.anchor_manifest(
-            self.client.chain_id,
-            self.address,
-            dataset_id=dataset_id,
-            version=version,
-            manifest_hash=manifest_hash,
-            previous=previous,
-            nonce=self.nonce(signer),
-        )
+    ) -> TypedData:
+        msg = {
+            "datasetId": dataset_id,
+            "version": version,
+            "manifestHash": manifest_hash,
+            "previous": previous,
+        }
+        return self.typed("AnchorManifest", signer, msg)
 
     def record_grant_typed(
         self, *, signer: str, dataset_id: bytes | str, node_id: bytes | str, grant_hash: bytes | str
-    ) -> eip712.TypedData:
-        return eip712.record_grant(
-            self.client.chain_id,
-            self.address,
-            dataset_id=dataset_id,
-            node_id=node_id,
-            grant_hash=grant_hash,
-            nonce=self.nonce(signer),
-        )
+    ) -> TypedData:
+        msg = {"datasetId": dataset_id, "nodeId": node_id, "grantHash": grant_hash}
+        return self.typed("RecordGrant", signer, msg)
 
     def revoke_grant_typed(
         self, *, signer: str, dataset_id: bytes | str, node_id: bytes | str
-    ) -> eip712.TypedData:
-        return eip712.revoke_grant(
-            self.client.chain_id,
-            self.address,
-            dataset_id=dataset_id,
-            node_id=node_id,
-            nonce=self.nonce(signer),
-        )
+    ) -> TypedData:
+        return self.typed("RevokeGrant", signer, {"datasetId": dataset_id, "nodeId": node_id})
 
-    def withdraw_typed(self, *, signer: str, dataset_id: bytes | str) -> eip712.TypedData:
-        return eip712.withdraw_dataset(
-            self.client.chain_id, self.address, dataset_id=dataset_id, nonce=self.nonce(signer)
-        )
+    def withdraw_typed(self, *, signer: str, dataset_id: bytes | str) -> TypedData:
+        return self.typed("WithdrawDataset", signer, {"datasetId": dataset_id})
 
     # actions
 
@@ -165,32 +150,6 @@ class DatasetRegistry(ContractWrapper):
         )
         return self._send("anchorManifest", *args, sender_key=sender_key, gas=300_000)
 
-    def anchor_manifest_by_sig(
-        self,
-        *,
-        dataset_id: bytes | str,
-        version: int,
-        manifest_hash: bytes | str,
-        previous: bytes | str,
-        signer: str,
-        signature: bytes | str,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        args = (
-            as_bytes32(dataset_id),
-            int(version),
-            as_bytes32(manifest_hash),
-            as_bytes32(previous),
-        )
-        return self._send(
-            "anchorManifestBySig",
-            *args,
-            to_checksum_address(signer),
-            as_signature(signature),
-            sender_key=sender_key,
-            gas=350_000,
-        )
-
     def record_grant(
         self,
         *,
@@ -202,61 +161,13 @@ class DatasetRegistry(ContractWrapper):
         args = (as_bytes32(dataset_id), as_bytes32(node_id), as_bytes32(grant_hash))
         return self._send("recordGrant", *args, sender_key=sender_key, gas=200_000)
 
-    def record_grant_by_sig(
-        self,
-        *,
-        dataset_id: bytes | str,
-        node_id: bytes | str,
-        grant_hash: bytes | str,
-        signer: str,
-        signature: bytes | str,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        args = (
-            as_bytes32(dataset_id),
-            as_bytes32(node_id),
-            as_bytes32(grant_hash),
-            to_checksum_address(signer),
-        )
-        return self._send(
-            "recordGrantBySig", *args, as_signature(signature), sender_key=sender_key, gas=250_000
-        )
-
     def revoke_grant(
         self, *, dataset_id: bytes | str, node_id: bytes | str, sender_key: str | None = None
     ) -> TxReceipt:
         args = (as_bytes32(dataset_id), as_bytes32(node_id))
         return self._send("revokeGrant", *args, sender_key=sender_key, gas=100_000)
 
-    def revoke_grant_by_sig(
-        self,
-        *,
-        dataset_id: bytes | str,
-        node_id: bytes | str,
-        signer: str,
-        signature: bytes | str,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        args = (
-            as_bytes32(dataset_id),
-            as_bytes32(node_id),
-            to_checksum_address(signer),
-            as_signature(signature),
-        )
-        return self._send("revokeGrantBySig", *args, sender_key=sender_key, gas=150_000)
-
     def withdraw(self, *, dataset_id: bytes | str, sender_key: str | None = None) -> TxReceipt:
         return self._send("withdraw", as_bytes32(dataset_id), sender_key=sender_key, gas=100_000)
-
-    def withdraw_by_sig(
-        self,
-        *,
-        dataset_id: bytes | str,
-        signer: str,
-        signature: bytes | str,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        args = (as_bytes32(dataset_id), to_checksum_address(signer), as_signature(signature))
-        return self._send("withdrawBySig", *args, sender_key=sender_key, gas=150_000)
 
     # events

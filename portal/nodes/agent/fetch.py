@@ -23,12 +23,12 @@ from eth_utils import to_checksum_address
 
 from chain import eip712
 from chain.client import ChainClient
-from chain.datasets import DatasetRegistry, dataset_id_parts
+from chain.consortium_registry import ConsortiumRegistry
+from chain.dataset_registry import DatasetRegistry, dataset_id_parts
 from chain.deployment import DeploymentRecord
-from chain.registry import ConsortiumRegistry
 from portal.datasets.manifest import grant_hash, manifest_hash
-from portal.nodes.client import NodeClient, PortalError, PortalUnreachable
-from portal.nodes.keystore import NodeKeystore
+from portal.nodes.agent.client import NodeClient, PortalError, PortalUnreachable
+from portal.nodes.agent.keystore import NodeKeystore
 from training.crypto import DecryptionError, WrappedKey, unwrap_key
 from training.ingest.dataset import PackageError, chunk_file_name, open_package
 
@@ -91,7 +91,8 @@ def _refuse_unless(condition: bool, reason: str) -> None:
 def _check_signatures(info: dict[str, Any], record: DeploymentRecord) -> None:
     """Signatures over the pinned chain and contract, whatever domain the portal names."""
     grant = info["grant"]
-    typed = eip712.anchor_manifest(
+    typed = eip712.typed_for(
+        "AnchorManifest",
         record.chain_id,
         record.datasets,
         dataset_id=info["chain_dataset_id"],
@@ -105,7 +106,8 @@ def _check_signatures(info: dict[str, Any], record: DeploymentRecord) -> None:
         signer == to_checksum_address(info["signer_address"]),
         f"the manifest signature is by {signer}, not by {info['signer_address']}",
     )
-    grant_typed = eip712.record_grant(
+    grant_typed = eip712.typed_for(
+        "RecordGrant",
         record.chain_id,
         record.datasets,
         dataset_id=info["chain_dataset_id"],

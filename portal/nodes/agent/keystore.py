@@ -128,7 +128,8 @@ class NodeKeystore:
 
     def sign_check_in(self, *, chain_id: int, registry: str, challenge: str) -> str:
         """Sign the EIP-712 NodeCheckIn that the portal checks against the on-chain signer."""
-        typed = eip712.node_check_in(
+        typed = eip712.typed_for(
+            "NodeCheckIn",
             chain_id=chain_id,
             contract=registry,
             node_id=self.identity.node_id,

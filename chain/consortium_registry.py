@@ -10,7 +10,7 @@ from typing import NamedTuple
 from eth_utils import to_checksum_address
 from web3.types import TxReceipt
 
-from chain import eip712
+from chain.actions import TypedData
 from chain.client import ChainClient
 from chain.events import ChainEvent
 from chain.wrapper import ContractWrapper, as_bytes32, as_signature
@@ -37,10 +37,14 @@ class ProposalKind(IntEnum):
 
 
 class ProposalStatus(IntEnum):
+    """QuorumVote's VoteState: stored as NONE to REJECTED; EXPIRED is only derived by
+    ``state`` (open, past its deadline, not yet finalized)."""
+
     NONE = 0
     OPEN = 1
     ACCEPTED = 2
     REJECTED = 3
+    EXPIRED = 4
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,10 @@ class ConsortiumRegistry(ContractWrapper):
             no=v[12],
         )
 
+    def state(self, proposal_id: int) -> ProposalStatus:
+        """Where a proposal stands now: EXPIRED once open past its deadline."""
+        return ProposalStatus(self._call("state", proposal_id))
+
     def ballot_of(self, proposal_id: int, member_id: int) -> bool | None:
         """True (yes), False (no) or None (not voted)."""
         ballot = int(self._call("ballotOf", proposal_id, member_id))
@@ -183,99 +191,52 @@ class ConsortiumRegistry(ContractWrapper):
         member_id, signer, data_key, active = self._call("node", as_bytes32(node_id))
         return Node(as_bytes32(node_id), member_id, signer, bytes(data_key), active)
 
-    # typed data to sign (current nonce read from the chain)
+    # typed data to sign (domain and the signer's current nonce read from the chain)
 
     def application_typed(
         self, applicant: str, role: int, data_key: bytes | str, name_hash: bytes | str
-    ) -> eip712.TypedData:
-        return eip712.application(
-            self.client.chain_id,
-            self.address,
-            applicant=applicant,
-            role=role,
-            data_key=data_key,
-            name_hash=name_hash,
-            nonce=self.nonce(applicant),
-        )
+    ) -> TypedData:
+        msg = {"applicant": applicant, "role": role, "dataKey": data_key, "nameHash": name_hash}
+        return self.typed("Application", applicant, msg)
 
     def sponsor_typed(
         self, sponsor: str, applicant: str, role: int, data_key: bytes | str, name_hash: bytes | str
-    ) -> eip712.TypedData:
-        return eip712.sponsor_admission(
-            self.client.chain_id,
-            self.address,
-            applicant=applicant,
-            role=role,
-            data_key=data_key,
-            name_hash=name_hash,
-            nonce=self.nonce(sponsor),
-        )
+    ) -> TypedData:
+        msg = {"applicant": applicant, "role": role, "dataKey": data_key, "nameHash": name_hash}
+        return self.typed("SponsorAdmission", sponsor, msg)
 
-    def vote_typed(self, proposal_id: int, support: bool, voter: str) -> eip712.TypedData:
-        return eip712.vote(
-            self.client.chain_id,
-            self.address,
-            proposal_id=proposal_id,
-            support=support,
-            voter=voter,
-            nonce=self.nonce(voter),
-        )
+    def vote_typed(self, proposal_id: int, support: bool, voter: str) -> TypedData:
+        msg = {"proposalId": proposal_id, "support": support, "voter": voter}
+        return self.typed("Vote", voter, msg)
 
-    def propose_removal_typed(self, proposer: str, member_id: int) -> eip712.TypedData:
-        return eip712.propose_removal(
-            self.client.chain_id, self.address, member_id=member_id, nonce=self.nonce(proposer)
-        )
+    def propose_removal_typed(self, proposer: str, member_id: int) -> TypedData:
+        return self.typed("ProposeRemoval", proposer, {"memberId": member_id})
 
     def propose_rotation_typed(
         self, proposer: str, member_id: int, new_governance: str
-    ) -> eip712.TypedData:
-        return eip712.propose_rotation(
-            self.client.chain_id,
-            self.address,
-            member_id=member_id,
-            new_governance=to_checksum_address(new_governance),
-            nonce=self.nonce(proposer),
-        )
+    ) -> TypedData:
+        msg = {"memberId": member_id, "newGovernance": new_governance}
+        return self.typed("ProposeRotation", proposer, msg)
 
     def set_delegate_typed(
         self, member: str, delegate: str, scope: int, enabled: bool
-    ) -> eip712.TypedData:
-        return eip712.set_delegate(
-            self.client.chain_id,
-            self.address,
-            delegate=delegate,
-            scope=scope,
-            enabled=enabled,
-            nonce=self.nonce(member),
-        )
+    ) -> TypedData:
+        msg = {"delegate": delegate, "scope": scope, "enabled": enabled}
+        return self.typed("SetDelegate", member, msg)
 
     def register_node_typed(
         self, member: str, node_id: bytes | str, signer: str, data_key: bytes | str
-    ) -> eip712.TypedData:
-        return eip712.register_node(
-            self.client.chain_id,
-            self.address,
-            node_id=node_id,
-            signer=signer,
-            data_key=data_key,
-            nonce=self.nonce(member),
-        )
+    ) -> TypedData:
+        msg = {"nodeId": node_id, "signer": signer, "dataKey": data_key}
+        return self.typed("RegisterNode", member, msg)
 
-    def revoke_node_typed(self, member: str, node_id: bytes | str) -> eip712.TypedData:
-        return eip712.revoke_node(
-            self.client.chain_id, self.address, node_id=node_id, nonce=self.nonce(member)
-        )
+    def revoke_node_typed(self, member: str, node_id: bytes | str) -> TypedData:
+        return self.typed("RevokeNode", member, {"nodeId": node_id})
 
     def rotate_node_key_typed(
         self, member: str, node_id: bytes | str, data_key: bytes | str
-    ) -> eip712.TypedData:
-        return eip712.rotate_node_key(
-            self.client.chain_id,
-            self.address,
-            node_id=node_id,
-            data_key=data_key,
-            nonce=self.nonce(member),
-        )
+    ) -> TypedData:
+        return self.typed("RotateNodeKey", member, {"nodeId": node_id, "dataKey": data_key})
 
     # actions
 
@@ -304,35 +265,6 @@ class ConsortiumRegistry(ContractWrapper):
             gas=600_000,
         )
 
-    def sponsor_admission_by_sig(
-        self,
-        applicant: str,
-        role: int,
-        data_key: bytes | str,
-        name_hash: bytes | str,
-        applicant_signature: bytes | str,
-        sponsor: str,
-        sponsor_signature: bytes | str,
-        *,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        """Relayed: the sponsor signed ``sponsor_typed`` with its governance key."""
-        args = (
-            to_checksum_address(applicant),
-            int(role),
-            as_bytes32(data_key),
-            as_bytes32(name_hash),
-        )
-        return self._send(
-            "sponsorAdmissionBySig",
-            *args,
-            as_signature(applicant_signature),
-            to_checksum_address(sponsor),
-            as_signature(sponsor_signature),
-            sender_key=sender_key,
-            gas=650_000,
-        )
-
     def propose_removal(self, member_id: int, *, sender_key: str | None = None) -> TxReceipt:
         return self._send("proposeRemoval", member_id, sender_key=sender_key, gas=400_000)
 
@@ -347,65 +279,8 @@ class ConsortiumRegistry(ContractWrapper):
             gas=400_000,
         )
 
-    def propose_removal_by_sig(
-        self,
-        member_id: int,
-        proposer: str,
-        signature: bytes | str,
-        *,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        """Relayed: the proposer signed ``propose_removal_typed`` with its governance key."""
-        return self._send(
-            "proposeRemovalBySig",
-            member_id,
-            to_checksum_address(proposer),
-            as_signature(signature),
-            sender_key=sender_key,
-            gas=450_000,
-        )
-
-    def propose_rotation_by_sig(
-        self,
-        member_id: int,
-        new_governance: str,
-        proposer: str,
-        signature: bytes | str,
-        *,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        """Relayed: the proposer signed ``propose_rotation_typed`` with its governance key."""
-        return self._send(
-            "proposeRotationBySig",
-            member_id,
-            to_checksum_address(new_governance),
-            to_checksum_address(proposer),
-            as_signature(signature),
-            sender_key=sender_key,
-            gas=450_000,
-        )
-
     def vote(self, proposal_id: int, support: bool, *, sender_key: str | None = None) -> TxReceipt:
         return self._send("vote", proposal_id, support, sender_key=sender_key, gas=600_000)
-
-    def vote_by_sig(
-        self,
-        proposal_id: int,
-        support: bool,
-        voter: str,
-        signature: bytes | str,
-        *,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        return self._send(
-            "voteBySig",
-            proposal_id,
-            support,
-            to_checksum_address(voter),
-            as_signature(signature),
-            sender_key=sender_key,
-            gas=600_000,
-        )
 
     def finalize(self, proposal_id: int, *, sender_key: str | None = None) -> TxReceipt:
         return self._send("finalize", proposal_id, sender_key=sender_key, gas=300_000)
@@ -415,21 +290,6 @@ class ConsortiumRegistry(ContractWrapper):
     ) -> TxReceipt:
         args = (to_checksum_address(delegate), int(scope), enabled)
         return self._send("setDelegate", *args, sender_key=sender_key, gas=200_000)
-
-    def set_delegate_by_sig(
-        self,
-        delegate: str,
-        scope: int,
-        enabled: bool,
-        member: str,
-        signature: bytes | str,
-        *,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        args = (to_checksum_address(delegate), int(scope), enabled, to_checksum_address(member))
-        return self._send(
-            "setDelegateBySig", *args, as_signature(signature), sender_key=sender_key, gas=250_000
-        )
 
     def register_node(
         self,
@@ -442,62 +302,14 @@ class ConsortiumRegistry(ContractWrapper):
         args = (as_bytes32(node_id), to_checksum_address(signer), as_bytes32(data_key))
         return self._send("registerNode", *args, sender_key=sender_key, gas=250_000)
 
-    def register_node_by_sig(
-        self,
-        node_id: bytes | str,
-        signer: str,
-        data_key: bytes | str,
-        member: str,
-        signature: bytes | str,
-        *,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        args = (as_bytes32(node_id), to_checksum_address(signer), as_bytes32(data_key))
-        return self._send(
-            "registerNodeBySig",
-            *args,
-            to_checksum_address(member),
-            as_signature(signature),
-            sender_key=sender_key,
-            gas=300_000,
-        )
-
     def revoke_node(self, node_id: bytes | str, *, sender_key: str | None = None) -> TxReceipt:
         return self._send("revokeNode", as_bytes32(node_id), sender_key=sender_key, gas=150_000)
-
-    def revoke_node_by_sig(
-        self,
-        node_id: bytes | str,
-        member: str,
-        signature: bytes | str,
-        *,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        args = (as_bytes32(node_id), to_checksum_address(member), as_signature(signature))
-        return self._send("revokeNodeBySig", *args, sender_key=sender_key, gas=200_000)
 
     def rotate_node_key(
         self, node_id: bytes | str, data_key: bytes | str, *, sender_key: str | None = None
     ) -> TxReceipt:
         args = (as_bytes32(node_id), as_bytes32(data_key))
         return self._send("rotateNodeKey", *args, sender_key=sender_key, gas=150_000)
-
-    def rotate_node_key_by_sig(
-        self,
-        node_id: bytes | str,
-        data_key: bytes | str,
-        member: str,
-        signature: bytes | str,
-        *,
-        sender_key: str | None = None,
-    ) -> TxReceipt:
-        args = (
-            as_bytes32(node_id),
-            as_bytes32(data_key),
-            to_checksum_address(member),
-            as_signature(signature),
-        )
-        return self._send("rotateNodeKeyBySig", *args, sender_key=sender_key, gas=200_000)
 
     # events
 
