@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: all deps demo soak test lint bench contracts clean static lock
+.PHONY: all deps demo soak test test-deep lint bench contracts clean static lock
 
 all: deps
 
@@ -77,6 +77,10 @@ lint: $(STAMP)
 
 test: deps $(CHROMIUM) lint
 	$(BIN)/pytest
+
+# The same tests with ten times the examples of every property test (tests/examples.py).
+test-deep: deps $(CHROMIUM) lint
+	HYPOTHESIS_PROFILE=deep $(BIN)/pytest
 
 # The load bench needs the machine's PostgreSQL and Redis (as the integration tests do);
 # BENCH_ARGS=--quick shortens its runs, BENCH_ARGS="--only load" runs it alone.

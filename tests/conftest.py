@@ -6,6 +6,7 @@ production-stack tests in tests/e2e use a real anvil node instead.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,8 +15,13 @@ from typing import Any
 
 import pytest
 from eth_account import Account
+from hypothesis import settings as hypothesis_settings
 
 from chain.client import ChainClient
+
+# `make test-deep`: ten times the examples of every property test (tests/examples.py).
+hypothesis_settings.register_profile("deep", max_examples=1000)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @dataclass
@@ -46,6 +52,11 @@ def make_founders() -> list[Founder]:
             )
         )
     return out
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings) -> None:
+    settings.PASSWORD_HASHERS = ["tests.hashers.OneIterationPBKDF2PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,7 @@ from registry_helpers import (
 
 from chain import errors
 from chain.consortium_registry import ConsortiumRegistry
+from tests.examples import examples
 
 POOL = (MARY, CITY, NORTH, LAB, HARBOUR, EVE, NEWKEY)
 HOSPITAL, SERVER = 1, 2
@@ -392,7 +393,7 @@ def test_it_matches_a_plain_model_of_the_rules(deployment) -> None:
     run_state_machine_as_test(
         RegistryMachine,
         settings=settings(
-            max_examples=12,
+            max_examples=examples(6),
             stateful_step_count=30,
             deadline=None,
             derandomize=True,  # the same examples on every run: CI stays reproducible

@@ -32,10 +32,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from portal.core.tokens import api_token_issue
+from tests.examples import examples
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the live server's thread sees the rows
 
-EXAMPLES = 5
+EXAMPLES = 3  # per operation and mode; 30 in `make test-deep`
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -167,7 +168,7 @@ def _run(
 ) -> None:
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=ids))
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=examples(EXAMPLES),
         derandomize=True,
         database=None,
         deadline=None,

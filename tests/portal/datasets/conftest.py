@@ -12,6 +12,7 @@ from datasets_api_helpers import NODE_PASSWORD, pinned_record
 from eth_account import Account
 
 from portal.nodes.agent.keystore import NodeKeystore
+from tests.node_keys import node_keystore
 from training.ingest.dataset import PackageResult, package_dataset
 from training.ingest.phantoms import write_ct_dataset
 
@@ -58,7 +59,7 @@ def mary(consortium):
 
 @pytest.fixture
 def node_keys(tmp_path: Path) -> NodeKeystore:
-    return NodeKeystore.create(tmp_path / "node", NODE_PASSWORD)
+    return node_keystore(tmp_path / "node", NODE_PASSWORD)
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def node(consortium, mary, node_keys):
 
 @pytest.fixture
 def other_node_keys(tmp_path: Path) -> NodeKeystore:
-    return NodeKeystore.create(tmp_path / "other-node", NODE_PASSWORD)
+    return node_keystore(tmp_path / "other-node", NODE_PASSWORD, template="other-node")
 
 
 @pytest.fixture

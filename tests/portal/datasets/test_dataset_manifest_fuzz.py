@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portal.datasets.models import Dataset, Upload
+from tests.examples import examples
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +40,7 @@ def broken_manifests(draw: st.DrawFn, valid: dict[str, Any]) -> Any:
 
 
 _fuzz = settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -20,7 +20,7 @@ from portal.core import chain as portal_chain
 from portal.core.sync import chain_sync_run
 from portal.datasets.models import Dataset, Grant, Upload
 from portal.datasets.services.grants import grant_add, grant_revoke
-from portal.nodes.agent.keystore import NodeKeystore
+from tests.node_keys import node_keystore
 from training.ingest.dataset import chunk_file_name, package_dataset
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db
 def _node(mary, tmp_path, label: str):
     from portal.nodes import services
 
-    identity = NodeKeystore.create(tmp_path / label, NODE_PASSWORD).identity
+    identity = node_keystore(tmp_path / label, NODE_PASSWORD, template=label).identity
     return services.node_register(
         member=mary,
         node_id=identity.node_id,

@@ -6,13 +6,14 @@ import pytest
 from rest_framework.test import APIClient
 
 from portal.nodes.agent.keystore import NodeKeystore
+from tests.node_keys import node_keystore
 
 NODE_PASSWORD = "node-pass"
 
 
 @pytest.fixture
 def node_keys(tmp_path: Path) -> NodeKeystore:
-    return NodeKeystore.create(tmp_path / "node", NODE_PASSWORD)
+    return node_keystore(tmp_path / "node", NODE_PASSWORD)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from eth_account import Account
 
 from chain import eip712
 from portal.nodes.agent.keystore import NodeKeystore
+from tests.node_keys import node_keystore
 
 NODE_PASSWORD = "node-pass"
 
@@ -162,7 +163,7 @@ def test_it_refuses_an_expired_challenge(node, node_api, node_keys):
 
 
 def test_it_refuses_a_check_in_signed_by_another_key(node, node_api, tmp_path):
-    other = NodeKeystore.create(tmp_path / "other", NODE_PASSWORD)
+    other = node_keystore(tmp_path / "other", NODE_PASSWORD, template="other-node")
     data = node_api.post(CHALLENGE).json()
     typed = eip712.typed_for(
         "NodeCheckIn",

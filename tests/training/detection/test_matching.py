@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from tests.examples import examples
 from training.detection.matching import (
     Box,
     Prediction,
@@ -99,7 +100,7 @@ def _rules_coincide(predictions: Sequence[Prediction], truths: Sequence[Box]) ->
     return True
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(cases())
 def test_it_matches_as_pycocotools_does_where_the_rules_coincide(case) -> None:
     predictions, truths = case

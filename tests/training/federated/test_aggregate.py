@@ -16,6 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from tests.training.federated.federated_helpers import random_flats, small_base, write_updates
 from training.federated.aggregate import (
     BLOCK,
@@ -70,7 +71,9 @@ def _hashes(updates: list[Update], chunk: int) -> dict[str, str]:
 
 
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(15),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
 def test_it_gives_the_same_aggregate_in_any_arrival_order(pool, data) -> None:
@@ -247,7 +250,7 @@ def test_it_refuses_impossible_settings(pool, call, match) -> None:
         call(pool)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     st.lists(
         st.lists(st.sampled_from([-2.0, -0.0, 0.0, 0.5, 3.0, 1e30]), min_size=3, max_size=3),
@@ -271,7 +274,7 @@ def _whole_network(rows: np.ndarray) -> np.ndarray:
     return rows
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(data=st.data())
 def test_the_pruned_network_leaves_the_same_bits_at_the_ranks_it_keeps(data) -> None:
     n = data.draw(st.integers(min_value=1, max_value=21), label="n")
@@ -320,7 +323,7 @@ def _weighted_mean_reference(
     return acc / total
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(data=st.data())
 def test_the_weighted_mean_gives_the_bits_of_the_first_formulation(data) -> None:
     count = data.draw(st.integers(min_value=1, max_value=40), label="count")

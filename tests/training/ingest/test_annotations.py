@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from training.ingest.annotations import (
     FORMAT,
     AnnotationError,
@@ -110,7 +111,7 @@ def test_it_remaps_uids_and_refuses_a_missing_mapping():
         remap_uids(annotations, {UID_A: "2.25.1", UID_B: "2.25.1"})
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=200))
 def test_it_raises_only_annotation_error_on_random_bytes(raw):
     with pytest.raises(AnnotationError):
@@ -139,7 +140,7 @@ _box_like = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     uid=st.sampled_from([UID_A, UID_B, "1.9"]),
     boxes=st.lists(_box_like | _json_values, max_size=3),

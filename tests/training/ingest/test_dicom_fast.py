@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian
 
+from tests.examples import examples
 from training.ingest.deid import PIXEL_DATA, IngestRefused, load_profile
 from training.ingest.dicom_fast import ingest_bytes
 from training.ingest.dicom_ingest import IngestedInstance, ingest_file, ingest_file_pydicom
@@ -203,7 +204,9 @@ def phantom_bytes(phantoms, tmp_path_factory) -> bytes:
 
 @pytest.mark.filterwarnings("ignore")
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(300),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
 def test_a_corrupted_header_matches_pydicom_or_is_declined(phantom_bytes, tmp_path, data):

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_files
 
+from tests.examples import examples
 from training.ingest.deid import INGESTIBLE_SOP_CLASSES
 from training.ingest.dicom_ingest import IngestRefused, ingest_file
 from training.ingest.phantoms import write_ct_dataset
@@ -106,7 +107,9 @@ def phantom_bytes(tmp_path_factory) -> bytes:
 
 @pytest.mark.filterwarnings("ignore")
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
 def test_a_corrupted_header_is_ingested_or_refused_never_an_error(phantom_bytes, tmp_path, data):

@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
+from tests.examples import examples
 from tests.training.ingest import hostile
 from training.ingest.decodable import EXPLICIT_VR_LITTLE_ENDIAN
 from training.ingest.deid import IngestRefused
@@ -393,7 +394,9 @@ def base_dataset(tmp_path_factory) -> Dataset:
 
 @pytest.mark.filterwarnings("ignore")
 @settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(120),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(header=_headers())
 def test_generated_headers_get_the_same_answer_on_both_paths(base_dataset, tmp_path, header):
