@@ -38,6 +38,7 @@ from portal.datasets.serializers import (
     DatasetOutputSerializer,
     GrantKeySerializer,
     VersionSummarySerializer,
+    catalogue_entries,
     catalogue_entry,
     grant_signer_field,
 )
@@ -76,9 +77,11 @@ class DatasetListApi(ListApi):
         # DRF's signature names only QuerySet.
         return cast(QuerySet[Any], selectors.catalogue_rows(viewer=self.request.user))
 
-    def paginate_queryset(self, queryset: QuerySet[Any] | Sequence[Any]) -> list[Any] | None:
-        page = super().paginate_queryset(queryset)
-        return None if page is None else selectors.catalogue_page(list(page))
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        rows = self.paginate_queryset(self.get_queryset())
+        if rows is None:  # every list route is paged (REST_FRAMEWORK's pagination class)
+            raise RuntimeError("the catalogue answers pages")
+        return self.get_paginated_response(catalogue_entries(list(rows)))
 
 
 class DatasetDetailApi(APIView):

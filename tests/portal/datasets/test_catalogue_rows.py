@@ -4,10 +4,13 @@ shown version included, whatever versions came before or are still uploading."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rest_framework.test import APIClient
 
 from portal.datasets.models import Dataset, DatasetVersion
+from portal.datasets.serializers import catalogue_entry
 from tests.factories import ActiveMemberFactory, DatasetFactory, DatasetVersionFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
@@ -37,6 +40,8 @@ def test_each_entry_is_what_the_datasets_own_route_answers():
         detail = api.get(f"{CATALOGUE}{dataset.id}/")
         assert detail.status_code == 200, detail.content
         assert entries[dataset.title] == detail.json()
+        # the same JSON, key order included (the list builds its entries without fields)
+        assert json.dumps(entries[dataset.title]) == json.dumps(catalogue_entry(dataset))
     assert entries["three versions"]["version"]["number"] == 3
     assert entries["newest still uploading"]["version"]["number"] == 1
     assert entries["no version"]["version"] is None
