@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from django.db import connections
-from django.db.models import F, Model, QuerySet, Value
+from django.db import NotSupportedError, connections
+from django.db.models import CharField, F, Func, Model, QuerySet, Value
 from django.db.models.lookups import In
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]
 
@@ -237,3 +237,34 @@ def _dicts(
                 for convert in functions:
                     row[index] = convert(row[index], expression, connection)  # type: ignore[index]
     return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+class IsoTimestamp(Func):
+    """A timestamp column as the text an output serializer's ``DateTimeField`` answers for
+    it when the time zone is UTC (ISO 8601, microseconds only if any, ``Z``), written by the
+    database: parsing a timestamp into a ``datetime`` and formatting it again took a
+    third of the catalogue route's own CPU (two per entry). None for NULL.
+
+    Only for PostgreSQL and SQLite, the databases the portal runs on. SQLite keeps an aware
+    timestamp as Django writes it, ``str()`` of its UTC value: the ISO form with a space.
+    """
+
+    arity = 1
+    output_field = CharField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
+        column, params = compiler.compile(self.source_expressions[0])
+        utc = f"(({column}) AT TIME ZONE 'UTC')"
+        micro = f"to_char({utc}, 'US')"
+        sql = (
+            f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS')"""
+            f" || CASE {micro} WHEN '000000' THEN '' ELSE '.' || {micro} END || 'Z'"
+        )
+        return sql, (*params, *params, *params)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"(REPLACE({column}, ' ', 'T') || 'Z')", tuple(params)
+
+    def as_sql(self, compiler: Any, connection: Any, *args: Any, **extra: Any) -> tuple[str, Any]:
+        raise NotSupportedError(f"IsoTimestamp is not written for {connection.vendor}")

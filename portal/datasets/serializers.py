@@ -8,7 +8,12 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from portal.core.serializers import OutputSerializer, hex_field, signature_field, timestamps
+from portal.core.serializers import (
+    OutputSerializer,
+    hex_field,
+    signature_field,
+    timestamps,
+)
 from portal.datasets import selectors
 from portal.datasets.models import Dataset, chain_dataset_id
 from training.crypto import WRAPPED_KEY_SIZE
@@ -83,11 +88,17 @@ def catalogue_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     even ``OutputSerializer``'s, the page's 1,300 values cost half of the route's CPU.
 
     Each column already has the type its field answers (an integer column an int, a text
-    one a str) but for the UUID and the timestamps. A page with an owner that has no member
-    id on chain (whose ``chain_id`` a dataset cannot tell) goes through the serializer, as
-    before. tests/portal/datasets/test_catalogue_rows.py checks them against the serializer.
+    one a str) but for the UUID and the timestamps, which rows read with ``iso_timestamps``
+    hold as the text the field answers (``iso_timestamps()`` says when they may). A page
+    with an owner that has no member id on chain (whose ``chain_id`` a dataset cannot
+    tell) goes through the serializer, as before. tests/portal/datasets/test_catalogue_rows.py
+    checks the entries against the serializer's.
     """
     if any(row["owner__chain_member_id"] is None for row in rows):
+        for row in rows:  # DRF's DateTimeField answers a text as it is
+            if "created_at_iso" in row:
+                row["created_at"] = row.pop("created_at_iso")
+                row["shown__created_at"] = row.pop("shown_created_at_iso")
         page = selectors.catalogue_page(rows)
         return DatasetOutputSerializer(page, many=True).data  # type: ignore[return-value]
     timestamp = timestamps()
@@ -95,6 +106,12 @@ def catalogue_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         owner_id = row["owner__chain_member_id"]
         number = row["shown__number"]
+        if "created_at_iso" in row:
+            created, version_created = row["created_at_iso"], row["shown_created_at_iso"]
+        else:
+            created, version_created = row["created_at"], row["shown__created_at"]
+            created = timestamp(created)
+            version_created = None if number is None else timestamp(version_created)
         entries.append(
             {
                 "id": str(row["id"]),
@@ -124,9 +141,9 @@ def catalogue_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "ciphertext_size": row["shown__ciphertext_size"],
                     "anchored_tx": row["shown__anchored_tx"],
                     "anchored_block": row["shown__anchored_block"],
-                    "created_at": timestamp(row["shown__created_at"]),
+                    "created_at": version_created,
                 },
-                "created_at": timestamp(row["created_at"]),
+                "created_at": created,
             }
         )
     return entries
