@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Prefetch, QuerySet
 
 from portal.consortium.models import Invitation, Member, Proposal, Staff, Vote
 from portal.core.exceptions import Forbidden
+from portal.core.prepared import PreparedMatches, PreparedRows
 
 Viewer = AbstractBaseUser | AnonymousUser
 #: where Django keeps the user's reverse one-to-one ``user.staff``
@@ -68,18 +71,28 @@ def proposal_list(*, viewer: AbstractBaseUser | AnonymousUser) -> QuerySet[Propo
     return _proposals(viewer, Prefetch("votes", queryset=_votes()))
 
 
-def proposal_page(*, viewer: AbstractBaseUser | AnonymousUser) -> QuerySet[Proposal]:
-    """``proposal_list`` for a list route: each proposal's votes as a list in ``vote_list``.
+def proposal_rows(*, viewer: AbstractBaseUser | AnonymousUser) -> QuerySet[Any] | PreparedRows:
+    """``proposal_list`` for a list route, as plain rows (``values()``): the columns a list
+    entry shows of each proposal and of its subject and sponsor (``MemberRef``: three of a
+    member's thirteen columns), newest first; ``proposal_votes`` reads a page's votes.
 
-    A prefetch into the related manager builds a queryset per proposal to hold them (most
-    of the prefetch's time on a page); a list does not. Only for a page that is read and
-    answered: the list is not refreshed with the proposal when a vote is cast.
-    """
-    votes = _votes().only("proposal", "support", "tx_hash", "block_number", *_refs("voter"))
-    page = _proposals(viewer, Prefetch("votes", queryset=votes, to_attr="vote_list"))
-    # Only the columns the route shows: each member it names is a MemberRef (three of its
-    # thirteen columns), and every column read is compiled, parsed and kept per row.
-    return page.only(*PROPOSAL_FIELDS, *_refs("subject"), *_refs("sponsor"))
+    Model instances and a prefetch cost more CPU than the database took to answer (a page
+    of 20 proposals built 60 instances and compiled two queries: docs/load.md); a member's
+    query is the same for every member, so it is compiled once per process."""
+    if is_consortium_member(viewer):
+        return _proposal_rows()
+    own = member_of(viewer)
+    rows = Proposal.objects.order_by("-chain_proposal_id").values(*PROPOSAL_ROW_FIELDS)
+    return rows.filter(subject=own) if own else rows.none()
+
+
+def proposal_votes(proposal_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Proposal pk -> its votes as plain rows, in the order a proposal lists them (by block,
+    then as recorded), in one query for the whole page (none for an empty page)."""
+    votes: dict[int, list[dict[str, Any]]] = {}
+    for vote in _page_votes().of(proposal_ids):
+        votes.setdefault(vote.pop("proposal_id"), []).append(vote)
+    return votes
 
 
 #: what a list shows of a proposal (consortium.apis.ProposalOutputSerializer) ...
@@ -97,10 +110,31 @@ PROPOSAL_FIELDS = (
 )
 #: ... and of a member it names (MemberRefSerializer)
 MEMBER_REF_FIELDS = ("id", "name", "governance_address")
+#: a row of ``proposal_rows``: the proposal's pk, its shown columns, its subject's and sponsor's
+PROPOSAL_ROW_FIELDS = (
+    "id",
+    *PROPOSAL_FIELDS,
+    *(f"subject__{name}" for name in MEMBER_REF_FIELDS),
+    *(f"sponsor__{name}" for name in MEMBER_REF_FIELDS),
+)
+#: a row of ``proposal_votes``: what a list shows of a vote (VoteSerializer), its voter's
+VOTE_ROW_FIELDS = (
+    "support",
+    "tx_hash",
+    "block_number",
+    *(f"voter__{name}" for name in MEMBER_REF_FIELDS),
+)
 
 
-def _refs(relation: str) -> list[str]:
-    return [relation, *(f"{relation}__{name}" for name in MEMBER_REF_FIELDS)]
+@functools.cache
+def _proposal_rows() -> PreparedRows:
+    return PreparedRows(Proposal.objects.order_by("-chain_proposal_id").values(*PROPOSAL_ROW_FIELDS))
+
+
+@functools.cache
+def _page_votes() -> PreparedMatches:
+    votes = _votes().values("proposal_id", *VOTE_ROW_FIELDS)
+    return PreparedMatches(votes, "proposal_id")
 
 
 def _votes() -> QuerySet[Vote]:

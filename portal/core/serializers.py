@@ -127,6 +127,24 @@ def _iso_timestamp(zone: Any, drf: Callable[[Any], Any]) -> Callable[[Any], Any]
     return represent
 
 
+def timestamps() -> Callable[[Any], Any]:
+    """What an output serializer's ``DateTimeField()`` answers for a timestamp, for a page
+    built without serializer fields (the proposals' and the catalogue's list routes): the
+    request's time zone is read once, as ``FastRepresentation`` reads it once per page."""
+    field = serializers.DateTimeField()
+    field.timezone = field.default_timezone()  # type: ignore[assignment]
+    return _represent(field)
+
+
+def iso_timestamps() -> bool:
+    """Whether an output serializer's ``DateTimeField()`` answers a timestamp as the
+    database writes it with ``portal.core.prepared.IsoTimestamp``: in ISO 8601, in UTC
+    (the portal's time zone; a request may activate another)."""
+    zone = serializers.DateTimeField().default_timezone()
+    utc = zone is datetime.UTC or getattr(zone, "key", None) == "UTC"
+    return utc and str(api_settings.DATETIME_FORMAT).lower() == ISO_8601
+
+
 #: fields whose unbound state a serializer never changes but by binding them (their name,
 #: parent, label and source), which sets attributes of the copy's own
 _LEAVES = frozenset(

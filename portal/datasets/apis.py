@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from portal.consortium.models import Member
 from portal.core.apis import ListApi, SecondFactorVerified
 from portal.core.schema import error_responses
-from portal.core.serializers import OutputSerializer
+from portal.core.serializers import OutputSerializer, iso_timestamps
 from portal.core.signed_apis import SignedActionApis
 from portal.datasets import selectors, services
 from portal.datasets.manifest import parse_wrapped_key
@@ -38,6 +38,7 @@ from portal.datasets.serializers import (
     DatasetOutputSerializer,
     GrantKeySerializer,
     VersionSummarySerializer,
+    catalogue_entries,
     catalogue_entry,
     grant_signer_field,
 )
@@ -74,11 +75,14 @@ class DatasetListApi(ListApi):
     def get_queryset(self) -> QuerySet[Any]:
         # PreparedRows counts and slices as a queryset does, which is all the paginator asks;
         # DRF's signature names only QuerySet.
-        return cast(QuerySet[Any], selectors.catalogue_rows(viewer=self.request.user))
+        rows = selectors.catalogue_rows(viewer=self.request.user, iso_timestamps=iso_timestamps())
+        return cast(QuerySet[Any], rows)
 
-    def paginate_queryset(self, queryset: QuerySet[Any] | Sequence[Any]) -> list[Any] | None:
-        page = super().paginate_queryset(queryset)
-        return None if page is None else selectors.catalogue_page(list(page))
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        rows = self.paginate_queryset(self.get_queryset())
+        if rows is None:  # every list route is paged (REST_FRAMEWORK's pagination class)
+            raise RuntimeError("the catalogue answers pages")
+        return self.get_paginated_response(catalogue_entries(list(rows)))
 
 
 class DatasetDetailApi(APIView):

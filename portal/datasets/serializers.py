@@ -8,8 +8,14 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from portal.core.serializers import OutputSerializer, hex_field, signature_field
-from portal.datasets.models import Dataset
+from portal.core.serializers import (
+    OutputSerializer,
+    hex_field,
+    signature_field,
+    timestamps,
+)
+from portal.datasets import selectors
+from portal.datasets.models import Dataset, chain_dataset_id
 from training.crypto import WRAPPED_KEY_SIZE
 
 
@@ -74,6 +80,73 @@ class DatasetOutputSerializer(OutputSerializer):
 
 def catalogue_entry(dataset: Dataset) -> dict[str, Any]:
     return DatasetOutputSerializer(dataset).data  # type: ignore[return-value]
+
+
+def catalogue_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A page of ``selectors.catalogue_rows`` as ``DatasetOutputSerializer`` answers each
+    entry, field for field and in its order, built as plain dicts: through DRF's fields,
+    even ``OutputSerializer``'s, the page's 1,300 values cost half of the route's CPU.
+
+    Each column already has the type its field answers (an integer column an int, a text
+    one a str) but for the UUID and the timestamps, which rows read with ``iso_timestamps``
+    hold as the text the field answers (``iso_timestamps()`` says when they may). A page
+    with an owner that has no member id on chain (whose ``chain_id`` a dataset cannot
+    tell) goes through the serializer, as before. tests/portal/datasets/test_catalogue_rows.py
+    checks the entries against the serializer's.
+    """
+    if any(row["owner__chain_member_id"] is None for row in rows):
+        for row in rows:  # DRF's DateTimeField answers a text as it is
+            if "created_at_iso" in row:
+                row["created_at"] = row.pop("created_at_iso")
+                row["shown__created_at"] = row.pop("shown_created_at_iso")
+        page = selectors.catalogue_page(rows)
+        return DatasetOutputSerializer(page, many=True).data  # type: ignore[return-value]
+    timestamp = timestamps()
+    entries = []
+    for row in rows:
+        owner_id = row["owner__chain_member_id"]
+        number = row["shown__number"]
+        if "created_at_iso" in row:
+            created, version_created = row["created_at_iso"], row["shown_created_at_iso"]
+        else:
+            created, version_created = row["created_at"], row["shown__created_at"]
+            created = timestamp(created)
+            version_created = None if number is None else timestamp(version_created)
+        entries.append(
+            {
+                "id": str(row["id"]),
+                "chain_id": chain_dataset_id(owner_id, row["id"]),
+                "title": row["title"],
+                "owner": {
+                    "id": row["owner__id"],
+                    "name": row["owner__name"],
+                    "governance_address": row["owner__governance_address"],
+                    "chain_member_id": owner_id,
+                },
+                "modality": row["modality"],
+                "instances": row["instances"],
+                "annotated_instances": row["annotated_instances"],
+                "boxes": row["boxes"],
+                "status": row["status"],
+                "withdrawn_tx": row["withdrawn_tx"],
+                "version": None
+                if number is None
+                else {
+                    "number": number,
+                    "state": row["shown__state"],
+                    "manifest_sha256": row["shown__manifest_sha256"],
+                    "previous": row["shown__previous"],
+                    "signer_address": row["shown__signer_address"],
+                    "chunk_count": row["shown__chunk_count"],
+                    "ciphertext_size": row["shown__ciphertext_size"],
+                    "anchored_tx": row["shown__anchored_tx"],
+                    "anchored_block": row["shown__anchored_block"],
+                    "created_at": version_created,
+                },
+                "created_at": created,
+            }
+        )
+    return entries
 
 
 def node_id_field() -> serializers.RegexField:

@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from portal.consortium.apis import MemberOutputSerializer, ProposalOutputSerializer
 from portal.consortium.models import Proposal
-from portal.consortium.selectors import proposal_list, proposal_page
+from portal.consortium.selectors import proposal_list
 from portal.core.serializers import OutputSerializer
 from portal.datasets.serializers import DatasetOutputSerializer
 from portal.nodes.apis import NodeOutputSerializer
@@ -23,7 +23,6 @@ from tests.factories import (
     NodeFactory,
     ProposalFactory,
     StaffFactory,
-    SuperuserFactory,
     VoteFactory,
 )
 
@@ -62,7 +61,7 @@ def test_members_proposals_datasets_and_nodes_answer_as_drf_does():
     node = NodeFactory(member=member)
 
     viewer = StaffFactory(member=member).user
-    for listed in (*proposal_list(viewer=viewer), *proposal_page(viewer=viewer)):
+    for listed in proposal_list(viewer=viewer):
         assert fast(ProposalOutputSerializer, listed) == drf(ProposalOutputSerializer, listed)
     assert fast(ProposalOutputSerializer, sponsored)["sponsor"]["id"] == sponsored.sponsor_id
     assert fast(ProposalOutputSerializer, proposal)["sponsor"] is None
@@ -70,20 +69,6 @@ def test_members_proposals_datasets_and_nodes_answer_as_drf_does():
     assert fast(MemberOutputSerializer, member)["status_display"] == member.get_status_display()
     assert fast(DatasetOutputSerializer, dataset) == drf(DatasetOutputSerializer, dataset)
     assert fast(NodeOutputSerializer, node) == drf(NodeOutputSerializer, node)
-
-
-def test_a_vote_list_of_a_page_is_what_the_prefetch_into_the_manager_gives():
-    proposal = ProposalFactory()
-    for block in (9, 3, 5):
-        VoteFactory(proposal=proposal, block_number=block)
-    viewer = SuperuserFactory()
-    StaffFactory(user=viewer, member=MemberFactory(status="active"))
-    [paged] = proposal_page(viewer=viewer)
-    [listed] = proposal_list(viewer=viewer)
-    assert paged.vote_list and fast(ProposalOutputSerializer, paged) == fast(
-        ProposalOutputSerializer, listed
-    )
-    assert [v["block_number"] for v in fast(ProposalOutputSerializer, paged)["votes"]] == [3, 5, 9]
 
 
 class Row(OutputSerializer):

@@ -111,11 +111,12 @@ def test_prepared_rows_are_the_queryset_s_rows_page_for_page():
     for _ in range(5):
         DatasetVersionFactory(dataset=DatasetFactory(owner=owner, status=Dataset.Status.ACTIVE))
     DatasetFactory(owner=MemberFactory(chain_member_id=None), status=Dataset.Status.ACTIVE)
-    prepared = selectors._catalogue()
-    queryset = prepared._queryset.all()
-    assert prepared.count() == queryset.count() == 6
-    for start, stop in [(0, 6), (0, 100), (2, 4), (5, 6), (6, 10), (3, 3)]:
-        assert prepared[start:stop] == list(queryset[start:stop]), (start, stop)
+    for iso_timestamps in (False, True):
+        prepared = selectors._catalogue(iso_timestamps)
+        queryset = prepared._queryset.all()
+        assert prepared.count() == queryset.count() == 6
+        for start, stop in [(0, 6), (0, 100), (2, 4), (5, 6), (6, 10), (3, 3)]:
+            assert prepared[start:stop] == list(queryset[start:stop]), (start, stop)
     with pytest.raises(ValueError):
         PreparedRows(Dataset.objects.order_by().values("id"))  # unordered: pages would be arbitrary
     with pytest.raises(TypeError):
