@@ -128,7 +128,9 @@ VOTE_ROW_FIELDS = (
 
 @functools.cache
 def _proposal_rows() -> PreparedRows:
-    return PreparedRows(Proposal.objects.order_by("-chain_proposal_id").values(*PROPOSAL_ROW_FIELDS))
+    return PreparedRows(
+        Proposal.objects.order_by("-chain_proposal_id").values(*PROPOSAL_ROW_FIELDS)
+    )
 
 
 @functools.cache
