@@ -17,6 +17,8 @@ PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 #: rows on one of the portal's pages (templates/_pager.html links the pages)
 HTML_PAGE_SIZE = 50
+#: the largest row offset a page may start at; a larger page number is past the last page
+LARGEST_OFFSET = 2**62
 
 
 class CountingPaginator(Paginator):  # type: ignore[type-arg]
@@ -28,6 +30,10 @@ class CountingPaginator(Paginator):  # type: ignore[type-arg]
     def page(self, number: Any) -> Page:  # type: ignore[type-arg]
         number = _page_number(number, self.error_messages)
         bottom = (number - 1) * self.per_page
+        if bottom + self.per_page > LARGEST_OFFSET:
+            # Past any table's last page, and past what the database takes as an OFFSET
+            # (a signed 64-bit integer): Django's EmptyPage, as for any page past the last.
+            self.validate_number(number)
         rows = list(self.object_list[bottom : bottom + self.per_page])
         if 0 < len(rows) < self.per_page or (number == 1 and not rows):
             self.__dict__["count"] = bottom + len(rows)  # what cached_property `count` keeps

@@ -370,6 +370,8 @@ def _header(raw: memoryview, pos: int, *, limit: int) -> tuple[int, bytes, int, 
     if vr not in _STANDARD_VRS and vr != b"SQ":
         raise _Decline
     if vr in _LONG_VRS:
+        if pos + 12 > limit or raw[pos + 6] or raw[pos + 7]:
+            raise _Decline  # reserved bytes that pydicom writes back as zeros
         (length,) = struct.unpack_from("<I", raw, pos + 8)
         start = pos + 12
     else:

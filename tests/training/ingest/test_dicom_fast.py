@@ -202,6 +202,18 @@ def phantom_bytes(phantoms, tmp_path_factory) -> bytes:
     return path.read_bytes()
 
 
+def test_a_long_elements_nonzero_reserved_bytes_are_left_to_pydicom(phantom_bytes, tmp_path):
+    raw = bytearray(phantom_bytes)
+    pixel_vr = len(raw) - 48 * 48 * 2 - 8  # Pixel Data's "OW", then its reserved bytes
+    assert raw[pixel_vr : pixel_vr + 4] == b"OW\x00\x00"
+    raw[pixel_vr + 2] = 1  # Hypothesis's find: pydicom writes them back as zeros
+    path = tmp_path / "reserved.dcm"
+    path.write_bytes(bytes(raw))
+
+    assert ingest_bytes(bytes(raw), uid_secret=SECRET, profile=PROFILE) is None
+    assert _reference(path) is not None
+
+
 @pytest.mark.filterwarnings("ignore")
 @settings(
     max_examples=examples(300),
