@@ -224,7 +224,7 @@ class GrantRevocation(_DatasetAction, SignedActionApis):
 class Withdrawal(_DatasetAction, SignedActionApis):
     action = "WithdrawDataset"
     Output = DatasetOutputSerializer
-    typed_errors = (403, 404, 503)
+    # 400: the dataset is already withdrawn (schemathesis withdrew it, then asked again)
     signed_by = "the owner's governance key (WithdrawDataset)"
     inputs = ("", "DatasetWithdrawInput")
     about = (

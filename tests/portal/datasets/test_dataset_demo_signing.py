@@ -103,6 +103,9 @@ def test_it_withdraws_when_the_steward_asks_for_the_demo_keystore(
 
     assert response.status_code == 200, response.content
     assert datasets_chain.dataset(anchored["chain_id"]).withdrawn
+    again = _token_client(steward).post(f"{url}typed-data/", {}, format="json")
+    assert again.status_code == 400  # documented in the schema (schemathesis's find)
+    assert "already withdrawn" in again.json()["error"]
 
 
 def test_it_refuses_the_demo_keystore_on_a_portal_without_demo_keystores(
