@@ -295,18 +295,8 @@ def proposal_entries(
                 "status": _STATUS_NAMES[Proposal.Status(row["status"])],
                 # Proposal.is_open
                 "is_open": row["status"] == Proposal.Status.OPEN and row["deadline"] > now,
-                "subject": {
-                    "id": row["subject__id"],
-                    "name": row["subject__name"],
-                    "governance_address": row["subject__governance_address"],
-                },
-                "sponsor": None
-                if sponsor is None
-                else {
-                    "id": sponsor,
-                    "name": row["sponsor__name"],
-                    "governance_address": row["sponsor__governance_address"],
-                },
+                "subject": _member_ref(row, "subject"),
+                "sponsor": None if sponsor is None else _member_ref(row, "sponsor"),
                 "new_governance_address": row["new_governance_address"],
                 "eligible": row["eligible"],
                 "yes": row["yes"],
@@ -316,11 +306,7 @@ def proposal_entries(
                 "decided_block": row["decided_block"],
                 "votes": [
                     {
-                        "voter": {
-                            "id": vote["voter__id"],
-                            "name": vote["voter__name"],
-                            "governance_address": vote["voter__governance_address"],
-                        },
+                        "voter": _member_ref(vote, "voter"),
                         "support": vote["support"],
                         "tx_hash": vote["tx_hash"],
                         "block_number": vote["block_number"],
@@ -330,6 +316,18 @@ def proposal_entries(
             }
         )
     return entries
+
+
+def _member_ref(row: dict[str, Any], relation: str) -> dict[str, Any]:
+    """A ``MemberRef`` from a plain row's ``<relation>__<field>`` columns
+    (``selectors.MEMBER_REF_FIELDS``, in the serializer's order)."""
+    return {name: row[column] for name, column in _REF_COLUMNS[relation]}
+
+
+_REF_COLUMNS = {
+    relation: tuple((name, f"{relation}__{name}") for name in selectors.MEMBER_REF_FIELDS)
+    for relation in ("subject", "sponsor", "voter")
+}
 
 
 @extend_schema(tags=["proposals"])
