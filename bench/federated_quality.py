@@ -8,7 +8,8 @@ contestant sees the same number of training images:
   update file, checks, aggregate, the server's step), R rounds per hospital of
   its S batches of 8 taken ``--federated-batch`` (4) at a time, each hospital
   carrying its optimizer state from round to round, the aggregate applied at the
-  server rate ``--server-lr`` (ramped in over ``--server-lr-ramp`` rounds);
+  server rate ``--server-lr`` (ramped in over ``--server-lr-ramp`` rounds), with
+  SCAFFOLD's drift control (``--drift-control``) where the rule carries it;
 - **centralized**: one ``engine.train`` over the pooled training sets, R x 3 x S steps,
   cosine learning rate from the same peak;
 - **local only**: each hospital alone, R x 3 x S steps on its own data;
@@ -46,6 +47,7 @@ import torch  # noqa: E402
 
 from training.detection.config import TrainingConfig  # noqa: E402
 from training.detection.engine import StateDict, train  # noqa: E402
+from training.federated import drift  # noqa: E402
 from training.federated.simulate import (  # noqa: E402
     held_out_score,
     make_hospitals,
@@ -58,6 +60,7 @@ LR = 2e-3  # AdamW's peak local rate, every contestant
 SERVER_LR = 1.0  # the federated contestants' server rate (training/federated/server.py)
 SERVER_LR_RAMP = 0  # rounds over which the server rate rises from 1 to SERVER_LR
 FEDERATED_BATCH = 4  # a hospital's local batch: each round's 8-image batches taken 4 at a time
+DRIFT_CONTROL = False  # SCAFFOLD's correction for the rules that carry it (federated/drift.py)
 CALIBRATION_RANGE = (0.6, 0.9)  # centralized mAP@0.5 at the bench budget (issue 11, item 8)
 RATIO_TARGET = 0.95
 RATIO_GOAL = 0.99
@@ -162,10 +165,15 @@ def measure(
     rounds: int | None = None,
     steps: int | None = None,
     federated_batch: int | None = None,
+    drift_control: bool = DRIFT_CONTROL,
+    order_seed: int | None = None,
     only: tuple[str, ...] = CONTESTANTS,
     phantoms: Path = PHANTOMS,
 ) -> Measured:
-    """Train every contestant in ``only`` at one budget; their pooled held-out mAP@0.5."""
+    """Train every contestant in ``only`` at one budget; their pooled held-out mAP@0.5.
+
+    ``order_seed`` (default ``seed``) seeds the federated hospitals' local data orders
+    alone, keeping the phantoms and the initial model: a second draw of the same run."""
     b = budget(quick, rounds=rounds, steps=steps, federated_batch=federated_batch)
     config = bench_config(b, lr=lr, seed=seed)
     federated_config = dataclasses.replace(config, batch_size=b.federated_batch)
@@ -181,7 +189,8 @@ def measure(
         f"({', '.join(f'{h.name} {len(h.train_set)}' for h in hospitals)} training images), "
         f"held-out {len(held_out)}, {b.image_size}px; federated {b.rounds} rounds x "
         f"{b.local_steps} steps of {b.federated_batch}, server rate {server_lr:g} (ramp "
-        f"{server_lr_ramp}); others {b.total_steps} steps of {b.batch_size}; "
+        f"{server_lr_ramp}), drift control {'on' if drift_control else 'off'}; "
+        f"others {b.total_steps} steps of {b.batch_size}; "
         f"{b.images_seen(True)} images for every contestant [{time.perf_counter() - began:.0f} s]",
         flush=True,
     )
@@ -195,10 +204,13 @@ def measure(
 
         def federated(name: str, rule: str, options: dict[str, Any]) -> None:
             t0 = time.perf_counter()
+            drifting = drift_control and rule in drift.RULES
             result = simulate(
-                hospitals, federated_config, rounds=b.rounds, steps=b.local_steps, rule=rule,
+                hospitals, dataclasses.replace(federated_config, drift_control=drifting),
+                rounds=b.rounds, steps=b.local_steps, rule=rule,
                 options=options,
-                seed=seed, server_lr=server_lr, server_lr_ramp=server_lr_ramp,
+                seed=seed if order_seed is None else order_seed,
+                server_lr=server_lr, server_lr_ramp=server_lr_ramp,
                 work=Path(tmp) / name, held_out=held_out, device="cpu",
                 on_round=lambda r: _say(f"{name} round {r.round}", r.score, began),
             )  # fmt: skip
@@ -326,6 +338,17 @@ def main() -> int:
         help=f"a hospital's local batch, dividing 8 (default {FEDERATED_BATCH})",
     )
     parser.add_argument(
+        "--drift-control",
+        action=argparse.BooleanOptionalAction,
+        default=DRIFT_CONTROL,
+        help="SCAFFOLD's correction for fedavg, median and trimmed_mean (Krum runs without)",
+    )
+    parser.add_argument(
+        "--order-seed",
+        type=int,
+        help="seed of the federated local data orders alone (default: --seed)",
+    )
+    parser.add_argument(
         "--only", nargs="+", choices=CONTESTANTS, default=list(CONTESTANTS), help="contestants"
     )
     parser.add_argument("--phantoms", type=Path, default=PHANTOMS, help="phantom cache folder")
@@ -342,6 +365,8 @@ def main() -> int:
         rounds=args.rounds,
         steps=args.steps,
         federated_batch=args.federated_batch,
+        drift_control=args.drift_control,
+        order_seed=args.order_seed,
         only=tuple(args.only),
         phantoms=args.phantoms,
     )

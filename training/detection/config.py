@@ -2,8 +2,10 @@
 
 A round names its config by hash (``config_sha256``), so the encoding is
 canonical JSON and every field is data: no paths, devices or callbacks (those
-are arguments of ``train``). ``fedbn`` is carried for the federated layer
-(BatchNorm statistics kept local); the loop itself does not read it.
+are arguments of ``train``). ``fedbn`` (normalisation layers kept local) and
+``drift_control`` (SCAFFOLD's control variates, training/federated/drift.py) are
+carried for the federated layer; the loop itself reads neither: a node passes the
+drift correction to ``train``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class TrainingConfig:
     seed: int = 0
     validation_fraction: float = 0.2
     fedbn: bool = False
+    drift_control: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:

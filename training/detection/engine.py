@@ -95,6 +95,57 @@ class TrainResult:
     # on the CPU: a node keeps it for its next round (``initial_optimizer_state``); it is
     # never part of an update.
     optimizer_state: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    # With ``drift_correction``: the mean of the raw gradients of every step, by parameter
+    # name (float32, on the CPU), the hospital's next control variate; else empty.
+    mean_gradient: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class _Drift:
+    """SCAFFOLD's correction in gradient space (docs/federated.md, "Drift control").
+
+    ``correction[name]`` (the server's variate minus the hospital's own, c - c_i) is added
+    to each parameter's raw gradient after ``backward()`` and before clipping and the
+    optimizer; ``sums`` adds up the raw gradients (before the correction) so the run ends
+    with their mean. The sums are saved in each checkpoint, so a resumed run ends with the
+    same mean, bit for bit.
+    """
+
+    def __init__(self, model: nn.Module, correction: Mapping[str, torch.Tensor]) -> None:
+        named = dict(model.named_parameters())
+        unknown = sorted(set(correction) - set(named))
+        if unknown:
+            raise TrainingStopped(f"drift correction names no parameter of the model: {unknown[0]}")
+        self.pairs: list[tuple[str, nn.Parameter, torch.Tensor]] = []
+        for name, param in named.items():
+            if name not in correction or not param.requires_grad:
+                continue
+            value = correction[name]
+            if value.shape != param.shape or value.dtype != torch.float32:
+                raise TrainingStopped(
+                    f"drift correction for {name} is {value.dtype} {tuple(value.shape)}, "
+                    f"not float32 {tuple(param.shape)}"
+                )
+            if not torch.isfinite(value).all():
+                raise TrainingStopped(f"drift correction for {name} is not finite")
+            self.pairs.append((name, param, value.detach().to(param.device, copy=True)))
+        self.sums = {name: torch.zeros_like(param) for name, param, _ in self.pairs}
+        digest = hashlib.sha256()
+        for name, _, value in self.pairs:
+            digest.update(name.encode() + b"|")
+            digest.update(value.cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        self.sha256 = digest.hexdigest()
+
+    def apply(self) -> None:
+        """Add this step's raw gradients to the sums, then the correction to the gradients."""
+        for name, param, value in self.pairs:
+            if param.grad is None:  # unused this step: a zero gradient, corrected all the same
+                param.grad = torch.zeros_like(param)
+            self.sums[name].add_(param.grad)
+            param.grad.add_(value)
+
+    def mean(self, steps: int) -> dict[str, torch.Tensor]:
+        divisor = torch.tensor(float(steps), dtype=torch.float32)
+        return {name: (total.cpu() / divisor) for name, total in self.sums.items()}
 
 
 def total_steps(config: TrainingConfig, samples: int) -> int:
@@ -132,6 +183,7 @@ def train(
     *,
     initial_state: Mapping[str, torch.Tensor] | None = None,
     initial_optimizer_state: Mapping[int, Mapping[str, torch.Tensor]] | None = None,
+    drift_correction: Mapping[str, torch.Tensor] | None = None,
     device: torch.device | str | None = None,
     checkpoint_dir: str | Path | None = None,
     progress: Callable[[Progress], None] | None = None,
@@ -143,6 +195,11 @@ def train(
     single run would, instead of starting AdamW again (whose first steps are as large as
     the rate whatever the gradient). Only the per-parameter state is taken; the rate and
     schedule are this config's.
+
+    ``drift_correction`` (by parameter name: the server's control variate minus the
+    node's own) is added to every step's raw gradient before clipping and the optimizer;
+    the result then carries the run's mean raw gradient (``mean_gradient``), the node's
+    next variate. See :class:`_Drift`.
 
     Seeds torch's, numpy's and Python's global generators from the config (a
     worker runs one task at a time), since some models draw from them (Faster
@@ -166,17 +223,19 @@ def train(
     if initial_optimizer_state:
         _load_optimizer_state(optimizer, initial_optimizer_state)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, total))
+    drift = _Drift(model, drift_correction) if drift_correction is not None else None
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     checkpoint = _latest_checkpoint(folder) if folder is not None else None
     start = 0
     if checkpoint is not None:
-        start = _restore(checkpoint, config, samples, model, optimizer, scheduler)
+        start = _restore(checkpoint, config, samples, model, optimizer, scheduler, drift)
     else:
         _seed_everything(config.seed)
     with _deterministic(dev):
         _run_steps(
             config, train_set, model, optimizer, scheduler,
             device=dev, start=start, total=total, folder=folder, progress=progress,
+            drift=drift,
         )  # fmt: skip
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
@@ -188,6 +247,7 @@ def train(
         steps=total,
         resumed_from=start if checkpoint is not None else None,
         optimizer_state=_optimizer_state(optimizer),
+        mean_gradient=drift.mean(total) if drift is not None else {},
     )
 
 
@@ -236,6 +296,7 @@ def _run_steps(
     total: int,
     folder: Path | None,
     progress: Callable[[Progress], None] | None,
+    drift: _Drift | None = None,
 ) -> None:
     """``train_one_epoch`` over global steps ``start`` .. ``total``, across epoch boundaries."""
     samples = len(train_set)
@@ -260,6 +321,8 @@ def _run_steps(
             raise NonFiniteLoss(step=step + 1, epoch=epoch, what="loss", components=components)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if drift is not None:
+            drift.apply()
         if config.grad_clip_norm is not None:
             norm = float(nn.utils.clip_grad_norm_(params, config.grad_clip_norm))
             if not math.isfinite(norm):
@@ -270,7 +333,7 @@ def _run_steps(
         done = step + 1
         every = config.checkpoint_every
         if folder is not None and every and (done % every == 0 or done == total):
-            _save_checkpoint(folder, config, samples, done, model, optimizer, scheduler)
+            _save_checkpoint(folder, config, samples, done, model, optimizer, scheduler, drift)
         images += len(batch)
         if progress is not None:
             elapsed = time.perf_counter() - began
@@ -372,6 +435,7 @@ def _save_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    drift: _Drift | None = None,
 ) -> Path:
     """Write the checkpoint whole (temporary file, then rename) and drop older ones."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -387,6 +451,8 @@ def _save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": _rng_states(),
+        "drift_sha256": drift.sha256 if drift is not None else None,
+        "gradient_sums": dict(drift.sums) if drift is not None else {},
     }
     path = checkpoint_path(folder, step)
     partial = path.with_suffix(".partial")
@@ -410,6 +476,7 @@ def _restore(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    drift: _Drift | None = None,
 ) -> int:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload.get("format") != CHECKPOINT_FORMAT:
@@ -423,7 +490,15 @@ def _restore(
         raise CheckpointMismatch(
             f"{path.name} was written over {payload['samples']} training images, not {samples}"
         )
+    own = drift.sha256 if drift is not None else None
+    if payload.get("drift_sha256") != own:
+        raise CheckpointMismatch(
+            f"{path.name} was written with another drift correction; remove it to start over"
+        )
     model.load_state_dict(payload["model"])
+    if drift is not None:
+        for name, total in payload["gradient_sums"].items():
+            drift.sums[name].copy_(total)
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     _set_rng_states(payload["rng"])

@@ -56,6 +56,7 @@ from training.detection.reader import (
     Target,
     read_instances,
 )
+from training.federated import drift
 from training.federated.aggregate import RULES, aggregate
 from training.federated.server import (
     DEFAULT_SERVER_LR,
@@ -120,7 +121,7 @@ class RoundReport:
 @dataclass(frozen=True)
 class SimulationResult:
     rounds: list[RoundReport]
-    state: StateDict  # the final global model
+    state: StateDict  # the final global model (without drift control's variates)
 
     @property
     def aggregate_hash(self) -> str:
@@ -296,8 +297,18 @@ def simulate(
     With ``config.fedbn`` the normalisation layers stay out of the updates; the global
     model then keeps the base model's (initial) ones, and a hospital starts each round
     from its own: the score is the global model's, so FedBN's is only indicative here.
+
+    With ``config.drift_control`` each hospital's gradients are corrected by SCAFFOLD's
+    ``c - c_i`` (``drift.py``): the global state then carries the server's variates
+    beside the model, and each update the hospital's new variate minus the server's.
     """
     options = dict(options or {})
+    drift_control = config.drift_control
+    if drift_control:
+        try:
+            drift.check_rule(rule, options)
+        except drift.DriftError as exc:
+            raise SimulationError(str(exc)) from exc
     check_rule(rule, len(hospitals), options)
     if rounds < 1 or steps < 1:
         raise SimulationError(f"rounds and steps must be at least 1, not {rounds} and {steps}")
@@ -318,8 +329,11 @@ def simulate(
     state: StateDict = {k: v.detach().clone() for k, v in model.state_dict().items()}
     local = normalisation_keys(model) if config.fedbn else frozenset()
     parameters = frozenset(name for name, _ in model.named_parameters())
+    if drift_control:
+        state = drift.with_variates(state, sorted(parameters - local))
     layout = Layout.of(state, local=local)
     own_norm: dict[str, StateDict] = {}
+    own_variate: dict[str, dict[str, torch.Tensor]] = {}
     own_optimizer: dict[str, dict[int, dict[str, torch.Tensor]]] = {}
     evaluation = held_out if held_out is not None else pooled([h.held_out for h in hospitals])
     reports: list[RoundReport] = []
@@ -338,7 +352,11 @@ def simulate(
                 warmup_steps=config.warmup_steps if r == 0 else 0,
                 checkpoint_every=0,
             )
-            start = state if hospital.name not in own_norm else {**state, **own_norm[hospital.name]}
+            model_state, server_variate = drift.split(state)
+            start = {**model_state, **own_norm.get(hospital.name, {})}
+            correction = None
+            if drift_control:
+                correction = drift.correction(server_variate, own_variate.get(hospital.name))
             seen: list[float] = []
 
             def progress(p: Progress, name: str = hospital.name, seen: list[float] = seen) -> None:
@@ -354,6 +372,7 @@ def simulate(
                 data,
                 initial_state=start,
                 initial_optimizer_state=own_optimizer.get(hospital.name),
+                drift_correction=correction,
                 device=dev,
                 progress=progress,
             )
@@ -362,7 +381,13 @@ def simulate(
                 own_optimizer[hospital.name] = result.optimizer_state
             if local:
                 own_norm[hospital.name] = {k: result.state[k] for k in local}
-            delta = make_update(state, result.state, layout)
+            trained: StateDict = result.state
+            if drift_control:
+                own_variate[hospital.name] = result.mean_gradient
+                trained = drift.with_variates(
+                    result.state, sorted(server_variate), result.mean_gradient
+                )
+            delta = make_update(state, trained, layout)
             path = folder / f"{hospital.name}.safetensors"
             written = write_update(delta, layout, path)
             update = load_update(path, layout, samples=len(hospital.train_set))
@@ -380,12 +405,12 @@ def simulate(
             server_lr=round_server_lr(server_lr, r, server_lr_ramp),
             parameters=parameters,
         )
-        score = held_out_score(config, state, evaluation, device=dev)
+        score = held_out_score(config, drift.split(state)[0], evaluation, device=dev)
         report = RoundReport(r + 1, losses, score, combined.hash, state_hash(state))
         reports.append(report)
         if on_round is not None:
             on_round(report)
-    return SimulationResult(rounds=reports, state=state)
+    return SimulationResult(rounds=reports, state=drift.split(state)[0])
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -432,6 +457,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="fcos_tiny")
     parser.add_argument("--validation-fraction", type=float, default=0.25)
     parser.add_argument("--fedbn", action="store_true", help="keep normalisation layers local")
+    parser.add_argument(
+        "--drift-control",
+        action="store_true",
+        help="SCAFFOLD's control variates on local gradients (fedavg, median, trimmed_mean)",
+    )
     parser.add_argument("--beta", type=float, default=0.2, help="trimmed_mean: fraction cut")
     parser.add_argument("--f", type=int, default=0, help="krum: attackers tolerated")
     parser.add_argument("--keep", type=int, default=1, help="krum: >1 is Multi-Krum")
@@ -483,6 +513,11 @@ def run_cli(args: argparse.Namespace) -> SimulationResult:
         "noise_multiplier": args.noise_multiplier,
     }
     profiles = _profiles(args)
+    if args.drift_control:
+        try:
+            drift.check_rule(args.rule, options)
+        except drift.DriftError as exc:
+            raise SimulationError(str(exc)) from exc
     check_rule(args.rule, len(profiles), options)
     if args.rounds < 1:
         raise SimulationError(f"--rounds must be at least 1, not {args.rounds}")
@@ -497,6 +532,7 @@ def run_cli(args: argparse.Namespace) -> SimulationResult:
         lr=args.lr,
         validation_fraction=args.validation_fraction,
         fedbn=args.fedbn,
+        drift_control=args.drift_control,
         seed=args.seed,
     )
     steps = args.steps or math.ceil(

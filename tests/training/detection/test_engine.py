@@ -294,3 +294,93 @@ def test_it_refuses_an_optimizer_state_of_another_model(data: Path) -> None:
     wrong = {0: {"momentum_buffer": torch.zeros(3, 3)}}
     with pytest.raises(TrainingStopped, match="optimizer state momentum_buffer of parameter 0"):
         train(config, _train_set(data, config), initial_optimizer_state=wrong)
+
+
+def _correction(config: TrainingConfig, scale: float) -> dict[str, torch.Tensor]:
+    model = build_model(config.model, num_classes=1, image_size=config.image_size, seed=0)
+    generator = torch.Generator().manual_seed(5)
+    return {
+        name: torch.randn(param.shape, generator=generator) * scale
+        for name, param in model.named_parameters()
+    }
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_drift_correction_moves_the_run_and_resumes_bit_for_bit(
+    data: Path, tmp_path: Path
+) -> None:
+    config = TrainingConfig.from_dict({**CONFIG.to_dict(), "max_steps": 6})
+    train_set = _train_set(data, config)
+    correction = _correction(config, 0.05)
+    plain = train(config, train_set)
+    assert plain.mean_gradient == {}  # tracked only for drift control
+    zero = train(config, train_set, drift_correction={k: v * 0 for k, v in correction.items()})
+    corrected = train(config, train_set, drift_correction=correction)
+    assert zero.weights_sha256 == plain.weights_sha256  # adding zeros changes no bit
+    assert corrected.weights_sha256 != plain.weights_sha256
+    assert set(corrected.mean_gradient) == set(correction)
+
+    def stop_at_five(p: Progress) -> None:
+        if p.step == 5:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(
+            config, train_set, drift_correction=correction, checkpoint_dir=tmp_path,
+            progress=stop_at_five,
+        )  # fmt: skip
+    resumed = train(config, train_set, drift_correction=correction, checkpoint_dir=tmp_path)
+    assert resumed.resumed_from == 4
+    assert resumed.weights_sha256 == corrected.weights_sha256
+    for name, mean in corrected.mean_gradient.items():
+        assert torch.equal(resumed.mean_gradient[name], mean), name  # the sums were saved
+    other = {k: v * 2 for k, v in correction.items()}
+    with pytest.raises(CheckpointMismatch, match="another drift correction"):
+        train(config, train_set, drift_correction=other, checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointMismatch, match="another drift correction"):
+        train(config, train_set, checkpoint_dir=tmp_path)
+
+
+def test_the_mean_gradient_is_the_raw_gradient_before_the_correction(data: Path) -> None:
+    config = TrainingConfig.from_dict(
+        {**CONFIG.to_dict(), "batch_size": 1, "max_steps": 1, "checkpoint_every": 0,
+         "augmentation": {}, "grad_clip_norm": 1e-6}
+    )  # fmt: skip
+    one = _OneImage(data)
+    result = train(config, one, drift_correction=_correction(config, 1.0))
+    model = build_model(config.model, num_classes=1, image_size=config.image_size, seed=config.seed)
+    model.train()
+    losses = model([one.image], [one.target])
+    sum(losses.values(), torch.zeros(())).backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None
+        # Neither the correction nor the (tiny) clipping reaches the recorded gradient.
+        assert torch.equal(result.mean_gradient[name], param.grad), name
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"no.such.parameter": torch.zeros(1)}, "names no parameter"),
+        ("shape", "not float32"),
+        ("nan", "not finite"),
+    ],
+)
+def test_it_refuses_a_drift_correction_that_does_not_fit(
+    data: Path, change: object, match: str
+) -> None:
+    config = TrainingConfig.from_dict({**CONFIG.to_dict(), "max_steps": 1, "checkpoint_every": 0})
+    correction = _correction(config, 0.0)
+    first = next(iter(correction))
+    if change == "shape":
+        correction[first] = torch.zeros(3)
+    elif change == "nan":
+        correction[first] = torch.full_like(correction[first], math.nan)
+    else:
+        assert isinstance(change, dict)
+        correction.update(change)
+    with pytest.raises(TrainingStopped, match=match):
+        train(config, _train_set(data, config), drift_correction=correction)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ from safetensors.torch import load_file
 
 from training.detection.config import TrainingConfig
 from training.detection.models import build_model
+from training.federated import drift
 from training.federated.server import server_step
 from training.federated.simulate import (
     Hospital,
@@ -197,3 +199,68 @@ def test_augmenting_by_round_changes_later_rounds_only(
     varied = _simulate(hospitals, tmp_path / "varied", augment_by_round=True)
     assert varied.rounds[0].aggregate_hash == plain.rounds[0].aggregate_hash  # offset 0
     assert varied.rounds[1].aggregate_hash != plain.rounds[1].aggregate_hash
+
+
+def test_drift_control_carries_each_variate_in_the_update_and_their_mean_to_the_next_round(
+    hospitals: tuple[TrainingConfig, list[Hospital]], tmp_path: Path
+) -> None:
+    config, sites = hospitals
+    plain = _simulate(hospitals, tmp_path / "plain")
+    drifting = (dataclasses.replace(config, drift_control=True), sites)
+    result = _simulate(drifting, tmp_path / "drift")
+    model = build_model(config.model, num_classes=1, image_size=64, seed=config.seed)
+    parameters = sorted(name for name, _ in model.named_parameters())
+    floating = {k for k, v in model.state_dict().items() if v.is_floating_point()}
+    variates = {drift.variate_key(p) for p in parameters}
+    first = tmp_path / "drift" / "round-001"
+    for path in first.glob("hospital-*.safetensors"):
+        entries = load_file(path)
+        assert set(entries) == floating | variates  # one file, one hash, one signature
+        assert any(bool(entries[key].abs().sum() > 0) for key in variates)
+    # Round 1 corrects by zero, so its model entries are plain FedAvg's, bit for bit.
+    ours = load_file(first / "aggregate.safetensors")
+    theirs = load_file(tmp_path / "plain" / "round-001" / "aggregate.safetensors")
+    for key in floating:
+        assert torch.equal(ours[key], theirs[key]), key
+    assert result.rounds[1].aggregate_hash != plain.rounds[1].aggregate_hash
+    # The next round's state is the aggregate applied to model and variates alike (the
+    # variates at rate 1 whatever the server rate), recomputed here from the files.
+    base = drift.with_variates(dict(model.state_dict()), parameters)
+    layout = Layout.of(base)
+    state = server_step(base, ours, layout, parameters=set(parameters))
+    assert state_hash(state) == result.rounds[0].model_hash
+    second = load_file(tmp_path / "drift" / "round-002" / "aggregate.safetensors")
+    state = server_step(state, second, layout, parameters=set(parameters))
+    assert state_hash(state) == result.rounds[1].model_hash
+    assert not any(drift.is_variate(k) for k in result.state)  # the final model alone
+
+
+@pytest.mark.parametrize(
+    ("rule", "options", "match"),
+    [
+        ("krum", {}, "drift control runs with fedavg, median, trimmed_mean, not krum"),
+        ("dp_fedavg", {"clip_norm": 1.0}, "not dp_fedavg"),
+        ("fedavg", {"clip_norm": 1.0}, "cannot run with update-norm clipping"),
+    ],
+)
+def test_drift_control_refuses_rules_that_cannot_carry_variates(
+    hospitals: tuple[TrainingConfig, list[Hospital]],
+    tmp_path: Path,
+    rule: str,
+    options: dict[str, Any],
+    match: str,
+) -> None:
+    config, sites = hospitals
+    drifting = dataclasses.replace(config, drift_control=True)
+    with pytest.raises(SimulationError, match=match):
+        simulate(sites, drifting, rounds=1, steps=1, rule=rule, options=options, work=tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before any training
+
+
+def test_drift_control_from_the_command_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = _run(capsys, "--drift-control", "--rule", "krum")
+    assert code == 2 and out == ""
+    assert err.startswith("simulate: error: drift control runs with fedavg, median")
+    assert len(err.splitlines()) == 1
