@@ -9,7 +9,7 @@ contestant sees the same number of training images:
   its S batches of 8 taken ``--federated-batch`` (4) at a time, each hospital
   carrying its optimizer state from round to round, the aggregate applied at the
   server rate ``--server-lr`` (ramped in over ``--server-lr-ramp`` rounds), with
-  SCAFFOLD's drift control (``--drift-control``) where the rule carries it;
+  SCAFFOLD's drift control with ``--drift-control``;
 - **centralized**: one ``engine.train`` over the pooled training sets, R x 3 x S steps,
   cosine learning rate from the same peak;
 - **local only**: each hospital alone, R x 3 x S steps on its own data;
@@ -47,7 +47,6 @@ import torch  # noqa: E402
 
 from training.detection.config import TrainingConfig  # noqa: E402
 from training.detection.engine import StateDict, train  # noqa: E402
-from training.federated import drift  # noqa: E402
 from training.federated.simulate import (  # noqa: E402
     held_out_score,
     make_hospitals,
@@ -60,7 +59,7 @@ LR = 2e-3  # AdamW's peak local rate, every contestant
 SERVER_LR = 1.0  # the federated contestants' server rate (training/federated/server.py)
 SERVER_LR_RAMP = 0  # rounds over which the server rate rises from 1 to SERVER_LR
 FEDERATED_BATCH = 4  # a hospital's local batch: each round's 8-image batches taken 4 at a time
-DRIFT_CONTROL = False  # SCAFFOLD's correction for the rules that carry it (federated/drift.py)
+DRIFT_CONTROL = False  # SCAFFOLD's correction of the local steps (training/federated/drift.py)
 CALIBRATION_RANGE = (0.6, 0.9)  # centralized mAP@0.5 at the bench budget (issue 11, item 8)
 RATIO_TARGET = 0.95
 RATIO_GOAL = 0.99
@@ -204,9 +203,8 @@ def measure(
 
         def federated(name: str, rule: str, options: dict[str, Any]) -> None:
             t0 = time.perf_counter()
-            drifting = drift_control and rule in drift.RULES
             result = simulate(
-                hospitals, dataclasses.replace(federated_config, drift_control=drifting),
+                hospitals, dataclasses.replace(federated_config, drift_control=drift_control),
                 rounds=b.rounds, steps=b.local_steps, rule=rule,
                 options=options,
                 seed=seed if order_seed is None else order_seed,
@@ -341,7 +339,7 @@ def main() -> int:
         "--drift-control",
         action=argparse.BooleanOptionalAction,
         default=DRIFT_CONTROL,
-        help="SCAFFOLD's correction for fedavg, median and trimmed_mean (Krum runs without)",
+        help="steer the federated contestants' local steps by SCAFFOLD's control variates",
     )
     parser.add_argument(
         "--order-seed",

@@ -95,19 +95,15 @@ class TrainResult:
     # on the CPU: a node keeps it for its next round (``initial_optimizer_state``); it is
     # never part of an update.
     optimizer_state: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
-    # With ``drift_correction``: the mean of the raw gradients of every step, by parameter
-    # name (float32, on the CPU), the hospital's next control variate; else empty.
-    mean_gradient: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class _Drift:
-    """SCAFFOLD's correction in gradient space (docs/federated.md, "Drift control").
+    """SCAFFOLD's correction, in the optimizer's step (docs/federated.md, "Drift control").
 
-    ``correction[name]`` (the server's variate minus the hospital's own, c - c_i) is added
-    to each parameter's raw gradient after ``backward()`` and before clipping and the
-    optimizer; ``sums`` adds up the raw gradients (before the correction) so the run ends
-    with their mean. The sums are saved in each checkpoint, so a resumed run ends with the
-    same mean, bit for bit.
+    ``correction[name]`` (the consortium's mean step direction minus the hospital's own,
+    c - c_i, per unit of learning rate) is applied after every ``optimizer.step()``:
+    ``param -= lr * correction``, so a hospital whose data pulls it away from the others
+    is steered back by the difference, step by step.
     """
 
     def __init__(self, model: nn.Module, correction: Mapping[str, torch.Tensor]) -> None:
@@ -115,7 +111,8 @@ class _Drift:
         unknown = sorted(set(correction) - set(named))
         if unknown:
             raise TrainingStopped(f"drift correction names no parameter of the model: {unknown[0]}")
-        self.pairs: list[tuple[str, nn.Parameter, torch.Tensor]] = []
+        self.pairs: list[tuple[nn.Parameter, torch.Tensor]] = []
+        digest = hashlib.sha256()
         for name, param in named.items():
             if name not in correction or not param.requires_grad:
                 continue
@@ -127,25 +124,15 @@ class _Drift:
                 )
             if not torch.isfinite(value).all():
                 raise TrainingStopped(f"drift correction for {name} is not finite")
-            self.pairs.append((name, param, value.detach().to(param.device, copy=True)))
-        self.sums = {name: torch.zeros_like(param) for name, param, _ in self.pairs}
-        digest = hashlib.sha256()
-        for name, _, value in self.pairs:
+            self.pairs.append((param, value.detach().to(param.device, copy=True)))
             digest.update(name.encode() + b"|")
-            digest.update(value.cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         self.sha256 = digest.hexdigest()
 
-    def apply(self) -> None:
-        """Add this step's raw gradients to the sums, then the correction to the gradients."""
-        for name, param, value in self.pairs:
-            if param.grad is None:  # unused this step: a zero gradient, corrected all the same
-                param.grad = torch.zeros_like(param)
-            self.sums[name].add_(param.grad)
-            param.grad.add_(value)
-
-    def mean(self, steps: int) -> dict[str, torch.Tensor]:
-        divisor = torch.tensor(float(steps), dtype=torch.float32)
-        return {name: (total.cpu() / divisor) for name, total in self.sums.items()}
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        for param, value in self.pairs:
+            param.sub_(value * lr)
 
 
 def total_steps(config: TrainingConfig, samples: int) -> int:
@@ -196,10 +183,9 @@ def train(
     the rate whatever the gradient). Only the per-parameter state is taken; the rate and
     schedule are this config's.
 
-    ``drift_correction`` (by parameter name: the server's control variate minus the
-    node's own) is added to every step's raw gradient before clipping and the optimizer;
-    the result then carries the run's mean raw gradient (``mean_gradient``), the node's
-    next variate. See :class:`_Drift`.
+    ``drift_correction`` (by parameter name: SCAFFOLD's c - c_i, per unit of rate,
+    training/federated/drift.py) moves every parameter by ``-lr * correction`` after each
+    optimizer step. See :class:`_Drift`.
 
     Seeds torch's, numpy's and Python's global generators from the config (a
     worker runs one task at a time), since some models draw from them (Faster
@@ -247,7 +233,6 @@ def train(
         steps=total,
         resumed_from=start if checkpoint is not None else None,
         optimizer_state=_optimizer_state(optimizer),
-        mean_gradient=drift.mean(total) if drift is not None else {},
     )
 
 
@@ -321,14 +306,14 @@ def _run_steps(
             raise NonFiniteLoss(step=step + 1, epoch=epoch, what="loss", components=components)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if drift is not None:
-            drift.apply()
         if config.grad_clip_norm is not None:
             norm = float(nn.utils.clip_grad_norm_(params, config.grad_clip_norm))
             if not math.isfinite(norm):
                 what = "gradient norm"
                 raise NonFiniteLoss(step=step + 1, epoch=epoch, what=what, components=components)
         optimizer.step()
+        if drift is not None:
+            drift.step(float(optimizer.param_groups[0]["lr"]))
         scheduler.step()
         done = step + 1
         every = config.checkpoint_every
@@ -452,7 +437,6 @@ def _save_checkpoint(
         "scheduler": scheduler.state_dict(),
         "rng": _rng_states(),
         "drift_sha256": drift.sha256 if drift is not None else None,
-        "gradient_sums": dict(drift.sums) if drift is not None else {},
     }
     path = checkpoint_path(folder, step)
     partial = path.with_suffix(".partial")
@@ -496,9 +480,6 @@ def _restore(
             f"{path.name} was written with another drift correction; remove it to start over"
         )
     model.load_state_dict(payload["model"])
-    if drift is not None:
-        for name, total in payload["gradient_sums"].items():
-            drift.sums[name].copy_(total)
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     _set_rng_states(payload["rng"])

@@ -1,111 +1,63 @@
-"""Drift control: SCAFFOLD's control variates, carried inside the update file.
+"""Drift control: SCAFFOLD's control variates, read off the updates a round already has.
 
-Non-IID hospitals drift apart within a round: each follows its own data's gradient for
-S local steps, and the average of their moves is not a point any of them trained
-towards. SCAFFOLD (Karimireddy et al., 2020) corrects every local gradient by
-``c - c_i``: ``c_i`` is the hospital's own control variate (the mean gradient it saw
-last round), ``c`` the server's (the mean of the hospitals'). The correction is added in
-gradient space, before clipping and AdamW (``engine.train(drift_correction=...)``):
-SCAFFOLD's option II variate ``(x - y_i) / (K * lr)`` assumes plain SGD, and AdamW's
-per-coordinate scaling would make it meaningless; the mean raw gradient is option I's
-quantity, taken over the round's own steps instead of a second pass.
+Non-IID hospitals drift apart within a round: each follows its own data for S local
+steps, and the average of their moves is not a point any of them trained towards.
+SCAFFOLD (Karimireddy et al., 2020) steers every local step by ``c - c_i``: ``c_i`` is
+the hospital's own control variate, ``c`` the consortium's. We take SCAFFOLD's option II
+variate, the round's mean step direction per unit of learning rate,
 
-How it travels, without a second file or a second signature: the variates are entries
-of the round's *state*, beside the model's, under ``drift:<parameter name>``
-(``with_variates``). The base state of round 1 holds zeros; a hospital's local state
-holds its new variate (``train``'s ``mean_gradient``), so its update (``local - base``,
-the same canonical file, hash and checks) carries ``c_i - c`` next to its model delta,
-covered by the update hash the node signs. The rule aggregates every entry alike, so the
-aggregate's variate entries are the (weighted) mean of ``c_i - c`` and ``apply_delta``
-gives the next round's ``c``; the server rate scales model parameters only, never a
-variate (``server_step(parameters=...)``). Every participant recomputes ``c`` bit for
-bit with the aggregate.
+    c_i = -(its update) / (S * lr)        c = -(the round's aggregate) / (S * lr)
 
-Rules: drift control runs with the coordinate-wise rules (``fedavg``, ``median``,
-``trimmed_mean``). Krum and update-norm clipping would measure distances and norms over
-gradients and parameter moves at once, two quantities in different units, and
-DP-FedAvg's noise is sized for model deltas while a variate is a mean gradient that
-would leave unprotected: all three are refused (``check_rule``).
+with S the local steps and lr the round's local rate; ``c`` uses the rule's aggregate
+before the server rate scales it. With plain SGD this is exactly SCAFFOLD's
+``(x - y_i) / (K * lr)``. With AdamW it is the mean of the optimizer's own steps, so the
+correction is applied where the optimizer moves the weights: after each
+``optimizer.step()``, ``param -= lr * (c - c_i)`` (``engine.train(drift_correction=...)``).
+Corrections are then in the optimizer's units (AdamW's steps are about one rate long on
+each coordinate), which kept them bounded where a correction of the raw gradients before
+AdamW (a variant measured in docs/federated.md) let stale gradients swamp a round.
+
+Nothing new travels: ``c`` follows from the aggregate every participant recomputes bit for
+bit, ``c_i`` from the hospital's own update, which it keeps. So drift control needs no
+change to the update file or to what a node signs, and it works under every rule (with
+DP-FedAvg, ``c`` is derived from the noised aggregate: post-processing, no privacy cost).
+A hospital in its first round, or after missing one, has no ``c_i`` of its own and takes
+``c_i = 0`` (SCAFFOLD's initialisation); round 1 has no ``c`` and no correction.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 
 import torch
-
-PREFIX = "drift:"
-RULES = ("fedavg", "median", "trimmed_mean")
-StateDict = Mapping[str, torch.Tensor]
 
 
 class DriftError(ValueError):
     """Drift control that cannot run as asked; the message says why."""
 
 
-def variate_key(parameter: str) -> str:
-    return PREFIX + parameter
-
-
-def is_variate(key: str) -> bool:
-    return key.startswith(PREFIX)
-
-
-def check_rule(rule: str, options: Mapping[str, object]) -> None:
-    """Refuse a rule (or clipping) that cannot carry variates, with the reason."""
-    if rule not in RULES:
-        raise DriftError(
-            f"drift control runs with {', '.join(RULES)}, not {rule}: its variates are "
-            "mean gradients, which Krum's distances and DP-FedAvg's noise are not sized for"
-        )
-    if options.get("clip_norm") is not None:
-        raise DriftError(
-            "drift control cannot run with update-norm clipping: the norm would mix "
-            "gradients (the variates) and parameter moves"
-        )
-
-
-def with_variates(
-    state: StateDict,
-    parameters: Collection[str],
-    variates: Mapping[str, torch.Tensor] | None = None,
+def direction(
+    delta: Mapping[str, torch.Tensor], parameters: Collection[str], *, steps: int, lr: float
 ) -> dict[str, torch.Tensor]:
-    """``state`` with a variate entry for every name in ``parameters``: ``variates``' value
-    where given, zeros shaped like the parameter otherwise (a round 1 base, a hospital that
-    has not trained yet)."""
-    clash = sorted(k for k in state if is_variate(k))
-    if clash:
-        raise DriftError(f"the model has an entry named like a variate: {clash[0]}")
-    given = variates or {}
-    unknown = sorted(set(given) - set(parameters))
-    if unknown:
-        raise DriftError(f"a variate names no federated parameter: {unknown[0]}")
-    joined = dict(state)
-    for name in sorted(parameters):
-        value = given.get(name)
-        if value is None:
-            value = torch.zeros_like(state[name], dtype=torch.float32)
-        elif value.shape != state[name].shape:
-            raise DriftError(f"the variate of {name} has shape {tuple(value.shape)}")
-        joined[variate_key(name)] = value.detach().to("cpu", torch.float32)
-    return joined
-
-
-def split(state: StateDict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(the model's entries, the variates by parameter name) of a state with variates."""
-    model = {k: v for k, v in state.items() if not is_variate(k)}
-    variates = {k[len(PREFIX) :]: v for k, v in state.items() if is_variate(k)}
-    return model, variates
+    """The mean step per unit of rate, ``-delta / (steps * lr)``, of ``parameters`` (float32):
+    a hospital's own variate from its update, the consortium's from the aggregate."""
+    if steps < 1 or not (math.isfinite(lr) and lr > 0):
+        raise DriftError(f"drift control needs steps >= 1 and a positive rate, not {steps}, {lr}")
+    missing = sorted(set(parameters) - set(delta))
+    if missing:
+        raise DriftError(f"the update has no entry for parameter {missing[0]}")
+    scale = -1.0 / (steps * lr)  # float32 values times a Python float: float32 arithmetic
+    return {name: delta[name].to(torch.float32) * scale for name in sorted(parameters)}
 
 
 def correction(
-    server: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor] | None
+    consortium: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor] | None
 ) -> dict[str, torch.Tensor]:
-    """``c - c_i`` by parameter name; a hospital without a variate of its own yet uses
-    zero (SCAFFOLD's initialisation), so in round 1 the correction is zero everywhere."""
+    """``c - c_i`` by parameter name; a hospital without a variate of its own uses zero."""
     if own is None:
-        return {name: value.clone() for name, value in server.items()}
-    missing = sorted(set(server) ^ set(own))
-    if missing:
-        raise DriftError(f"the hospital's variates and the server's differ in {missing[0]}")
-    return {name: server[name] - own[name] for name in server}
+        return {name: value.clone() for name, value in consortium.items()}
+    differ = sorted(set(consortium) ^ set(own))
+    if differ:
+        raise DriftError(f"the hospital's variate and the consortium's differ in {differ[0]}")
+    return {name: consortium[name] - own[name] for name in consortium}

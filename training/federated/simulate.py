@@ -121,7 +121,7 @@ class RoundReport:
 @dataclass(frozen=True)
 class SimulationResult:
     rounds: list[RoundReport]
-    state: StateDict  # the final global model (without drift control's variates)
+    state: StateDict  # the final global model
 
     @property
     def aggregate_hash(self) -> str:
@@ -298,17 +298,11 @@ def simulate(
     model then keeps the base model's (initial) ones, and a hospital starts each round
     from its own: the score is the global model's, so FedBN's is only indicative here.
 
-    With ``config.drift_control`` each hospital's gradients are corrected by SCAFFOLD's
-    ``c - c_i`` (``drift.py``): the global state then carries the server's variates
-    beside the model, and each update the hospital's new variate minus the server's.
+    With ``config.drift_control`` each hospital's local steps are steered by SCAFFOLD's
+    ``c - c_i`` from round 2 on (``drift.py``): ``c`` read off the last aggregate, ``c_i``
+    off the hospital's own last update, which it keeps beside its optimizer state.
     """
     options = dict(options or {})
-    drift_control = config.drift_control
-    if drift_control:
-        try:
-            drift.check_rule(rule, options)
-        except drift.DriftError as exc:
-            raise SimulationError(str(exc)) from exc
     check_rule(rule, len(hospitals), options)
     if rounds < 1 or steps < 1:
         raise SimulationError(f"rounds and steps must be at least 1, not {rounds} and {steps}")
@@ -329,11 +323,11 @@ def simulate(
     state: StateDict = {k: v.detach().clone() for k, v in model.state_dict().items()}
     local = normalisation_keys(model) if config.fedbn else frozenset()
     parameters = frozenset(name for name, _ in model.named_parameters())
-    if drift_control:
-        state = drift.with_variates(state, sorted(parameters - local))
     layout = Layout.of(state, local=local)
+    steered = sorted(parameters - local)  # drift control's parameters: those that travel
     own_norm: dict[str, StateDict] = {}
-    own_variate: dict[str, dict[str, torch.Tensor]] = {}
+    own_variate: dict[str, dict[str, torch.Tensor]] = {}  # c_i, kept by each hospital
+    consortium: dict[str, torch.Tensor] | None = None  # c, from the last aggregate
     own_optimizer: dict[str, dict[int, dict[str, torch.Tensor]]] = {}
     evaluation = held_out if held_out is not None else pooled([h.held_out for h in hospitals])
     reports: list[RoundReport] = []
@@ -352,11 +346,10 @@ def simulate(
                 warmup_steps=config.warmup_steps if r == 0 else 0,
                 checkpoint_every=0,
             )
-            model_state, server_variate = drift.split(state)
-            start = {**model_state, **own_norm.get(hospital.name, {})}
+            start = {**state, **own_norm.get(hospital.name, {})}
             correction = None
-            if drift_control:
-                correction = drift.correction(server_variate, own_variate.get(hospital.name))
+            if config.drift_control and consortium is not None:
+                correction = drift.correction(consortium, own_variate.get(hospital.name))
             seen: list[float] = []
 
             def progress(p: Progress, name: str = hospital.name, seen: list[float] = seen) -> None:
@@ -381,13 +374,11 @@ def simulate(
                 own_optimizer[hospital.name] = result.optimizer_state
             if local:
                 own_norm[hospital.name] = {k: result.state[k] for k in local}
-            trained: StateDict = result.state
-            if drift_control:
-                own_variate[hospital.name] = result.mean_gradient
-                trained = drift.with_variates(
-                    result.state, sorted(server_variate), result.mean_gradient
+            delta = make_update(state, result.state, layout)
+            if config.drift_control:
+                own_variate[hospital.name] = drift.direction(
+                    delta, steered, steps=steps, lr=local_config.lr
                 )
-            delta = make_update(state, trained, layout)
             path = folder / f"{hospital.name}.safetensors"
             written = write_update(delta, layout, path)
             update = load_update(path, layout, samples=len(hospital.train_set))
@@ -398,6 +389,9 @@ def simulate(
             updates, rule=rule, **rule_settings(rule, options, round_id=r + 1, seed=seed)
         )
         combined.write(folder / "aggregate.safetensors")
+        if config.drift_control:  # the rule's aggregate, before the server rate
+            rate = round_lr(config.lr, r, rounds, lr_schedule)
+            consortium = drift.direction(combined.delta, steered, steps=steps, lr=rate)
         state = server_step(
             state,
             combined.delta,
@@ -405,12 +399,12 @@ def simulate(
             server_lr=round_server_lr(server_lr, r, server_lr_ramp),
             parameters=parameters,
         )
-        score = held_out_score(config, drift.split(state)[0], evaluation, device=dev)
+        score = held_out_score(config, state, evaluation, device=dev)
         report = RoundReport(r + 1, losses, score, combined.hash, state_hash(state))
         reports.append(report)
         if on_round is not None:
             on_round(report)
-    return SimulationResult(rounds=reports, state=drift.split(state)[0])
+    return SimulationResult(rounds=reports, state=state)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -460,7 +454,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--drift-control",
         action="store_true",
-        help="SCAFFOLD's control variates on local gradients (fedavg, median, trimmed_mean)",
+        help="steer local steps by SCAFFOLD's control variates (from round 2)",
     )
     parser.add_argument("--beta", type=float, default=0.2, help="trimmed_mean: fraction cut")
     parser.add_argument("--f", type=int, default=0, help="krum: attackers tolerated")
@@ -513,11 +507,6 @@ def run_cli(args: argparse.Namespace) -> SimulationResult:
         "noise_multiplier": args.noise_multiplier,
     }
     profiles = _profiles(args)
-    if args.drift_control:
-        try:
-            drift.check_rule(args.rule, options)
-        except drift.DriftError as exc:
-            raise SimulationError(str(exc)) from exc
     check_rule(args.rule, len(profiles), options)
     if args.rounds < 1:
         raise SimulationError(f"--rounds must be at least 1, not {args.rounds}")
@@ -547,7 +536,8 @@ def run_cli(args: argparse.Namespace) -> SimulationResult:
         sizes = ", ".join(f"{h.name} {len(h.train_set)}/{len(h.held_out)}" for h in hospitals)
         out.print(
             f"{len(hospitals)} hospitals (train/held-out: {sizes}), {args.rounds} rounds x "
-            f"{steps} steps of {args.batch_size}, rule {args.rule}, seed {args.seed}",
+            f"{steps} steps of {args.batch_size}, rule {args.rule}, seed {args.seed}, "
+            f"drift control {'on' if args.drift_control else 'off'}",
             highlight=False,
         )
         bar = Progress(

@@ -1,4 +1,4 @@
-"""Drift control's state entries: variates beside the model, split back, the correction."""
+"""Drift control's variates: a mean step per unit of rate, and the correction c - c_i."""
 
 from __future__ import annotations
 
@@ -6,49 +6,26 @@ import pytest
 import torch
 
 from training.federated import drift
-from training.federated.updates import Layout
 
 
-def _state() -> dict[str, torch.Tensor]:
-    return {
-        "head.weight": torch.ones(2, 3),
-        "head.bias": torch.zeros(2),
-        "norm.running_mean": torch.zeros(2),
-        "norm.num_batches_tracked": torch.tensor(4),
-    }
+def test_a_variate_is_the_update_per_step_and_unit_of_rate_reversed() -> None:
+    delta = {"w": torch.tensor([0.02, -0.04]), "b": torch.tensor([0.5]), "bn.mean": torch.ones(1)}
+    variate = drift.direction(delta, ["w", "b"], steps=4, lr=0.01)
+    assert set(variate) == {"w", "b"}  # parameters only: buffers are not steered
+    assert torch.allclose(variate["w"], torch.tensor([-0.5, 1.0]))
+    assert variate["w"].dtype == torch.float32
+    with pytest.raises(drift.DriftError, match="no entry for parameter c"):
+        drift.direction(delta, ["c"], steps=4, lr=0.01)
+    for steps, lr in [(0, 0.01), (4, 0.0), (4, float("nan"))]:
+        with pytest.raises(drift.DriftError, match="steps >= 1 and a positive rate"):
+            drift.direction(delta, ["w"], steps=steps, lr=lr)
 
 
-def test_variates_join_the_state_as_float32_entries_and_split_back() -> None:
-    given = {"head.weight": torch.full((2, 3), 0.5)}
-    joined = drift.with_variates(_state(), ["head.bias", "head.weight"], given)
-    assert torch.equal(joined["drift:head.weight"], given["head.weight"])
-    assert torch.equal(joined["drift:head.bias"], torch.zeros(2))  # no variate yet: zeros
-    keys = Layout.of(joined).keys
-    assert keys == sorted(keys) and "drift:head.bias" in keys  # they travel like any entry
-    model, variates = drift.split(joined)
-    assert model.keys() == _state().keys() and set(variates) == {"head.bias", "head.weight"}
-
-
-@pytest.mark.parametrize(
-    ("state", "variates", "match"),
-    [
-        ({**_state(), "drift:x": torch.zeros(1)}, {}, "named like a variate: drift:x"),
-        (_state(), {"norm.running_mean": torch.zeros(2)}, "names no federated parameter"),
-        (_state(), {"head.bias": torch.zeros(3)}, r"variate of head.bias has shape \(3,\)"),
-    ],
-)
-def test_it_refuses_variates_that_do_not_fit(
-    state: dict[str, torch.Tensor], variates: dict[str, torch.Tensor], match: str
-) -> None:
-    with pytest.raises(drift.DriftError, match=match):
-        drift.with_variates(state, ["head.bias", "head.weight"], variates)
-
-
-def test_the_correction_is_the_servers_variate_minus_the_hospitals() -> None:
-    server = {"w": torch.tensor([1.0, 2.0])}
-    assert torch.equal(drift.correction(server, {"w": torch.tensor([0.5, 3.0])})["w"],
-                       torch.tensor([0.5, -1.0]))  # fmt: skip
-    first = drift.correction(server, None)  # a hospital's first round: c_i = 0
-    assert torch.equal(first["w"], server["w"]) and first["w"] is not server["w"]
+def test_the_correction_is_the_consortiums_variate_minus_the_hospitals() -> None:
+    consortium = {"w": torch.tensor([1.0, 2.0])}
+    own = {"w": torch.tensor([0.5, 3.0])}
+    assert torch.equal(drift.correction(consortium, own)["w"], torch.tensor([0.5, -1.0]))
+    first = drift.correction(consortium, None)  # no variate of its own yet: c_i = 0
+    assert torch.equal(first["w"], consortium["w"]) and first["w"] is not consortium["w"]
     with pytest.raises(drift.DriftError, match="differ in v"):
-        drift.correction(server, {"v": torch.zeros(2)})
+        drift.correction(consortium, {"v": torch.zeros(2)})

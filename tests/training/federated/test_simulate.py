@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from training.detection.config import TrainingConfig
+from training.detection.engine import train
 from training.detection.models import build_model
 from training.federated import drift
 from training.federated.server import server_step
@@ -23,11 +25,13 @@ from training.federated.simulate import (
     RoundView,
     SimulationError,
     SimulationResult,
+    local_seed,
     main,
     make_hospitals,
+    round_lr,
     simulate,
 )
-from training.federated.updates import Layout, apply_delta, state_hash
+from training.federated.updates import Layout, apply_delta, make_update, state_hash, write_update
 from training.ingest.phantoms import PROFILES
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -201,66 +205,70 @@ def test_augmenting_by_round_changes_later_rounds_only(
     assert varied.rounds[1].aggregate_hash != plain.rounds[1].aggregate_hash
 
 
-def test_drift_control_carries_each_variate_in_the_update_and_their_mean_to_the_next_round(
+def test_drift_control_steers_round_two_by_variates_read_off_round_ones_files(
     hospitals: tuple[TrainingConfig, list[Hospital]], tmp_path: Path
 ) -> None:
     config, sites = hospitals
     plain = _simulate(hospitals, tmp_path / "plain")
-    drifting = (dataclasses.replace(config, drift_control=True), sites)
-    result = _simulate(drifting, tmp_path / "drift")
-    model = build_model(config.model, num_classes=1, image_size=64, seed=config.seed)
-    parameters = sorted(name for name, _ in model.named_parameters())
-    floating = {k for k, v in model.state_dict().items() if v.is_floating_point()}
-    variates = {drift.variate_key(p) for p in parameters}
-    first = tmp_path / "drift" / "round-001"
-    for path in first.glob("hospital-*.safetensors"):
-        entries = load_file(path)
-        assert set(entries) == floating | variates  # one file, one hash, one signature
-        assert any(bool(entries[key].abs().sum() > 0) for key in variates)
-    # Round 1 corrects by zero, so its model entries are plain FedAvg's, bit for bit.
-    ours = load_file(first / "aggregate.safetensors")
-    theirs = load_file(tmp_path / "plain" / "round-001" / "aggregate.safetensors")
-    for key in floating:
-        assert torch.equal(ours[key], theirs[key]), key
+    steering = dataclasses.replace(config, drift_control=True)
+    result = _simulate((steering, sites), tmp_path / "drift")
+    # Round 1 has no variate yet: plain FedAvg's round, bit for bit; round 2 is steered.
+    assert result.rounds[0].aggregate_hash == plain.rounds[0].aggregate_hash
     assert result.rounds[1].aggregate_hash != plain.rounds[1].aggregate_hash
-    # The next round's state is the aggregate applied to model and variates alike (the
-    # variates at rate 1 whatever the server rate), recomputed here from the files.
-    base = drift.with_variates(dict(model.state_dict()), parameters)
+    model = build_model(config.model, num_classes=1, image_size=64, seed=config.seed)
+    floating = {k for k, v in model.state_dict().items() if v.is_floating_point()}
+    for path in (tmp_path / "drift" / "round-002").glob("hospital-*.safetensors"):
+        assert set(load_file(path)) == floating  # nothing new travels
+
+    # Hospital a's round 2 again by hand, from round 1's files alone: c off the
+    # aggregate, c_i off its own update, each over 2 steps at round 1's rate.
+    first, hospital = tmp_path / "drift" / "round-001", sites[0]
+    parameters = sorted(name for name, _ in model.named_parameters())
+    rates = [round_lr(config.lr, r, 2, "cosine") for r in (0, 1)]
+    consortium = drift.direction(
+        load_file(first / "aggregate.safetensors"), parameters, steps=2, lr=rates[0]
+    )
+    own = drift.direction(
+        load_file(first / f"{hospital.name}.safetensors"), parameters, steps=2, lr=rates[0]
+    )
+
+    def local(r: int) -> TrainingConfig:
+        return dataclasses.replace(
+            steering, seed=local_seed(0, r, 0), max_steps=2, lr=rates[r], scheduler="constant",
+            warmup_steps=config.warmup_steps if r == 0 else 0, checkpoint_every=0,
+        )  # fmt: skip
+
+    base = dict(model.state_dict())
+    one = train(local(0), hospital.train_set, initial_state=base, device="cpu")
     layout = Layout.of(base)
-    state = server_step(base, ours, layout, parameters=set(parameters))
-    assert state_hash(state) == result.rounds[0].model_hash
-    second = load_file(tmp_path / "drift" / "round-002" / "aggregate.safetensors")
-    state = server_step(state, second, layout, parameters=set(parameters))
-    assert state_hash(state) == result.rounds[1].model_hash
-    assert not any(drift.is_variate(k) for k in result.state)  # the final model alone
+    global_one = apply_delta(base, load_file(first / "aggregate.safetensors"), layout)
+    two = train(
+        local(1), hospital.train_set, initial_state=global_one,
+        initial_optimizer_state=one.optimizer_state,
+        drift_correction=drift.correction(consortium, own), device="cpu",
+    )  # fmt: skip
+    update = make_update(global_one, two.state, layout)
+    written = write_update(update, layout, tmp_path / "by-hand.safetensors")
+    second = (tmp_path / "drift" / "round-002" / f"{hospital.name}.safetensors").read_bytes()
+    assert written == hashlib.sha256(second).hexdigest()
 
 
-@pytest.mark.parametrize(
-    ("rule", "options", "match"),
-    [
-        ("krum", {}, "drift control runs with fedavg, median, trimmed_mean, not krum"),
-        ("dp_fedavg", {"clip_norm": 1.0}, "not dp_fedavg"),
-        ("fedavg", {"clip_norm": 1.0}, "cannot run with update-norm clipping"),
-    ],
-)
-def test_drift_control_refuses_rules_that_cannot_carry_variates(
-    hospitals: tuple[TrainingConfig, list[Hospital]],
-    tmp_path: Path,
-    rule: str,
-    options: dict[str, Any],
-    match: str,
+def test_drift_control_runs_under_every_rule(
+    hospitals: tuple[TrainingConfig, list[Hospital]], tmp_path: Path
 ) -> None:
     config, sites = hospitals
-    drifting = dataclasses.replace(config, drift_control=True)
-    with pytest.raises(SimulationError, match=match):
-        simulate(sites, drifting, rounds=1, steps=1, rule=rule, options=options, work=tmp_path)
-    assert not any(tmp_path.iterdir())  # refused before any training
+    steering = dataclasses.replace(config, drift_control=True)
+    options = {"clip_norm": 1.0, "noise_multiplier": 0.5}
+    result = simulate(
+        sites, steering, rounds=2, steps=1, rule="dp_fedavg", options=options, work=tmp_path,
+        device="cpu",
+    )  # fmt: skip
+    assert len(result.rounds) == 2 and 0.0 <= result.rounds[1].score <= 1.0
 
 
 def test_drift_control_from_the_command_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, err = _run(capsys, "--drift-control", "--rule", "krum")
-    assert code == 2 and out == ""
-    assert err.startswith("simulate: error: drift control runs with fedavg, median")
-    assert len(err.splitlines()) == 1
+    code, out, _ = _run(capsys, "--drift-control", "--work", str(tmp_path))
+    assert code == 0 and re.search(r"^round 2: .*global mAP@0\.5 \S+", out, re.M), out
+    assert re.search(r"drift control on", out), out
