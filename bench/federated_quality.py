@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -48,6 +49,7 @@ import torch  # noqa: E402
 from training.detection.config import TrainingConfig  # noqa: E402
 from training.detection.engine import StateDict, train  # noqa: E402
 from training.federated.simulate import (  # noqa: E402
+    RoundReport,
     held_out_score,
     make_hospitals,
     pooled,
@@ -147,8 +149,9 @@ def bench_config(b: Budget, *, lr: float = LR, seed: int = 0) -> TrainingConfig:
 class Measured:
     budget: Budget
     hospitals: list[str]
-    scores: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)  # a federated one: the draws' mean
     seconds: dict[str, float] = field(default_factory=dict)
+    draws: dict[str, list[float]] = field(default_factory=dict)  # by order seed, in order
 
 
 CONTESTANTS = ("fedavg", "centralized", "local", *ROBUST)
@@ -165,14 +168,17 @@ def measure(
     steps: int | None = None,
     federated_batch: int | None = None,
     drift_control: bool = DRIFT_CONTROL,
-    order_seed: int | None = None,
+    order_seeds: tuple[int, ...] | None = None,
     only: tuple[str, ...] = CONTESTANTS,
     phantoms: Path = PHANTOMS,
 ) -> Measured:
     """Train every contestant in ``only`` at one budget; their pooled held-out mAP@0.5.
 
-    ``order_seed`` (default ``seed``) seeds the federated hospitals' local data orders
-    alone, keeping the phantoms and the initial model: a second draw of the same run."""
+    ``order_seeds`` (default ``(seed,)``) seed the federated hospitals' local data orders
+    alone, keeping the phantoms and the initial model: each is a draw of the same run, and
+    a federated contestant's score is the mean of its draws (docs/federated.md shows how far
+    one draw lands from another at this budget)."""
+    draws = (seed,) if not order_seeds else tuple(order_seeds)
     b = budget(quick, rounds=rounds, steps=steps, federated_batch=federated_batch)
     config = bench_config(b, lr=lr, seed=seed)
     federated_config = dataclasses.replace(config, batch_size=b.federated_batch)
@@ -203,17 +209,23 @@ def measure(
 
         def federated(name: str, rule: str, options: dict[str, Any]) -> None:
             t0 = time.perf_counter()
-            result = simulate(
-                hospitals, dataclasses.replace(federated_config, drift_control=drift_control),
-                rounds=b.rounds, steps=b.local_steps, rule=rule,
-                options=options,
-                seed=seed if order_seed is None else order_seed,
-                server_lr=server_lr, server_lr_ramp=server_lr_ramp,
-                work=Path(tmp) / name, held_out=held_out, device="cpu",
-                on_round=lambda r: _say(f"{name} round {r.round}", r.score, began),
-            )  # fmt: skip
-            measured.scores[name] = result.rounds[-1].score
+            finals = []
+            for draw in draws:
+                label = name if len(draws) == 1 else f"{name} (order seed {draw})"
+                result = simulate(
+                    hospitals, dataclasses.replace(federated_config, drift_control=drift_control),
+                    rounds=b.rounds, steps=b.local_steps, rule=rule, options=options,
+                    seed=draw, server_lr=server_lr, server_lr_ramp=server_lr_ramp,
+                    work=Path(tmp) / name / str(draw), held_out=held_out, device="cpu",
+                    on_round=functools.partial(_say_round, label, began),
+                )  # fmt: skip
+                finals.append(result.rounds[-1].score)
+            measured.draws[name] = finals
+            measured.scores[name] = sum(finals) / len(finals)
             measured.seconds[name] = round(time.perf_counter() - t0, 1)
+            if len(finals) > 1:
+                _say(f"{name}, mean of {len(finals)} draws (min {min(finals):.4f}, max "
+                     f"{max(finals):.4f})", measured.scores[name], began)  # fmt: skip
 
         alone = dataclasses.replace(config, max_steps=b.total_steps, scheduler="cosine")
         if "fedavg" in only:
@@ -236,6 +248,10 @@ def measure(
 def run(**kwargs: Any) -> dict[str, dict[str, Any]]:
     """The bench rows of :func:`measure` (those whose contestants ran)."""
     return figures(measure(**kwargs))
+
+
+def _say_round(label: str, began: float, report: RoundReport) -> None:
+    _say(f"{label} round {report.round}", report.score, began)
 
 
 def _say(name: str, score: float, began: float) -> None:
@@ -342,9 +358,11 @@ def main() -> int:
         help="steer the federated contestants' local steps by SCAFFOLD's control variates",
     )
     parser.add_argument(
-        "--order-seed",
+        "--order-seeds",
         type=int,
-        help="seed of the federated local data orders alone (default: --seed)",
+        nargs="+",
+        help="seeds of the federated local data orders alone, one run each, scored by their "
+        "mean (default: --seed)",
     )
     parser.add_argument(
         "--only", nargs="+", choices=CONTESTANTS, default=list(CONTESTANTS), help="contestants"
@@ -364,7 +382,7 @@ def main() -> int:
         steps=args.steps,
         federated_batch=args.federated_batch,
         drift_control=args.drift_control,
-        order_seed=args.order_seed,
+        order_seeds=tuple(args.order_seeds) if args.order_seeds else None,
         only=tuple(args.only),
         phantoms=args.phantoms,
     )
