@@ -208,7 +208,10 @@ def _rule(directory: Path, settings: dict[str, Any], repeats: int) -> dict[str, 
     settings = dict(settings)
     if "noise_seed" in settings:
         settings["noise_seed"] = bytes.fromhex(settings["noise_seed"])
+    from training.federated.kernels import warm
+
     updates = _load(directory)
+    warm()  # numba and FedAvg's compiled loop belong to the process, not to a rule's memory
     before = _rss_mb()
     _reset_peak()
     best = best_cpu = float("inf")

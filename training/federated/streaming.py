@@ -10,8 +10,8 @@ worker threads, and the reductions whose bits must not depend on how that is don
   float64 over the updates in hash order from +0.0, then is cast to float32 once.
 - FedAvg's weights are integers below 2**29, so ``weight x value`` is exact in float64:
   adding it to the sum rounds once, the same whether the multiply is fused into the add
-  (FedAvg's one-pass ``einsum``) or not (numpy's separate passes, which clipping needs,
-  as ``value x weight x scale`` rounds).
+  (FedAvg's one compiled pass, ``kernels.py``) or not (numpy's separate passes, which
+  clipping needs, as ``value x weight x scale`` rounds).
 - Norms and distances (clipping, Krum, DP) sum squares in float64 over fixed blocks of
   ``BLOCK`` elements of the flat vector (numpy's pairwise sum, single-threaded, fixed
   association), and the block sums are combined with ``math.fsum`` (exactly rounded, so
@@ -22,7 +22,8 @@ worker threads, and the reductions whose bits must not depend on how that is don
   chunk order in the calling thread (the hash on one thread of its own, fed in chunk
   order, when there is one worker), so the number of workers changes nothing.
 
-Torch is not used for any arithmetic here, so its thread count and SIMD path change no bit.
+Torch is not used for any arithmetic here, so its thread count and SIMD path change no bit;
+the one compiled loop (``kernels.py``) keeps each element's additions in row order.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from training.federated.updates import MAX_WEIGHT, Layout, Update, delta_from_fl
 
 BLOCK = 4096  # elements per norm/distance partial sum; chunks are whole blocks
 DEFAULT_CHUNK = 16 * BLOCK  # 256 KiB of float32 per update at a time, cache-sized
-FUSED_MIN = 16  # elements per row from which a weighted sum is taken in one einsum pass
 MAX_WORKERS = 8  # threads over chunks; past the memory bandwidth more only cost memory
 # Enter a span's pages at once rather than fault each (Linux; elsewhere a plain mapping).
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
@@ -329,17 +329,15 @@ def weighted_sum(
     scale) in float64, from +0.0: a scratch row, so the caller uses it before the next span.
 
     Given one (rows, count) array (a ``block`` scan's buffer) and no scales, in one
-    ``einsum`` pass; otherwise row by row into one float64 term, so the sum and the term
-    stay in the core's cache while each row is read once."""
+    compiled pass (``kernels.weighted_rows``); otherwise row by row into one float64 term,
+    so the sum and the term stay in the core's cache while each row is read once."""
     acc = scratch.get("sum", 1)[0, :count]
-    if scales is None and isinstance(values, np.ndarray) and count >= FUSED_MIN:
-        # One pass: einsum zeroes its output (+0.0), then, the rows being its outer loop,
-        # adds each row's products to it in row order, widening in a small buffer. Each
-        # product is exact, so fused or not, every step rounds as the loop below does.
-        # With one element per row numpy reduces over the rows in its inner loop, in
-        # another association: hence FUSED_MIN (the property test checks from 1 up).
-        np.einsum("k,kn->n", weights, values, out=acc, dtype=np.float64, casting="safe")
-        return acc
+    if scales is None and isinstance(values, np.ndarray):
+        # One pass: the sum starts at +0.0 and takes each row's exact products in row
+        # order, so every step rounds as the loop below does (kernels.py says why).
+        from training.federated.kernels import weighted_rows  # numba: imported when used
+
+        return weighted_rows(weights, values, acc)
     term = scratch.get("term", 1)[0, :count]
     for k, value in enumerate(values):
         out = acc if k == 0 else term

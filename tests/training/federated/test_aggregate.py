@@ -349,9 +349,23 @@ def test_the_weighted_mean_gives_the_bits_of_the_first_formulation(data) -> None
     expected = _weighted_mean_reference(rows, weights, scales, total)
     got = weighted_mean(list(rows), weights, scales, total, Scratch(count))
     assert np.array_equal(got.view(np.uint64), expected.view(np.uint64))
-    # As FedAvg reads them: one (rows, chunk) block, summed in one einsum pass from
-    # FUSED_MIN elements on (without clipping), in a block wider than the span.
+    # As FedAvg reads them: one (rows, chunk) block, summed in one compiled pass (without
+    # clipping; kernels.py), in a block wider than the span, and in one exactly as wide.
     block = np.zeros((n, count + 3), dtype=np.float32)
     block[:, :count] = rows
     got = weighted_mean(block[:, :count], weights, scales, total, Scratch(count + 3))
     assert np.array_equal(got.view(np.uint64), expected.view(np.uint64))
+    whole = np.ascontiguousarray(block[:, :count])
+    got = weighted_mean(whole, weights, scales, total, Scratch(count))
+    assert np.array_equal(got.view(np.uint64), expected.view(np.uint64))
+
+
+def test_the_compiled_weighted_sum_refuses_what_it_was_not_built_for() -> None:
+    from training.federated.kernels import weighted_rows
+
+    block, weights, out = np.ones((2, 3), np.float32), np.ones(2), np.empty(3)
+    assert weighted_rows(weights, block, out).tolist() == [2.0, 2.0, 2.0]
+    with pytest.raises(TypeError, match="float32 block"):
+        weighted_rows(weights, block.astype(np.float64), out)
+    with pytest.raises(ValueError, match="shapes"):
+        weighted_rows(np.ones(3), block, out)

@@ -1,0 +1,56 @@
+"""FedAvg's weighted sum as one compiled loop (numba), the hot path of aggregation.
+
+numpy takes the sum ``sum_k w_k x_k`` (float32 values widened to float64, integer weights)
+in one ``einsum`` pass at 0.4-0.5 ns of CPU per value and update on this project's
+machines; the loop below, compiled by numba, does the same arithmetic at about 0.2 ns
+(docs/federated.md, "Cost"), which is what brings FedAvg near the cost of reading its
+inputs once.
+
+The bits are those of the numpy forms, by construction: per element ``j`` the sum starts
+at +0.0 and adds ``w_k x float64(x_kj)`` for ``k`` in row order (the updates' hash order),
+each addition rounding once. The product is exact (a 24-bit significand times an integer
+below 2**29 fits float64's 53 bits), so whether LLVM fuses the multiply into the add (an
+FMA) changes nothing; numba compiles without fast-math, so no addition is reassociated;
+vectorising runs several elements ``j`` side by side, each in its own order. A Hypothesis
+test holds it to the widened-at-once formulation bit for bit (test_aggregate.py), and the
+golden hashes pin it (test_golden_hashes.py).
+
+Compiled on first use (about half a second) and cached on disk beside this module
+(numba's ``cache=True``), so later processes load it.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(nogil=True, cache=True)
+def _weighted_rows(weights: np.ndarray, block: np.ndarray, out: np.ndarray) -> None:
+    rows, count = block.shape
+    for j in range(count):
+        out[j] = 0.0
+    for k in range(rows):
+        weight = weights[k]
+        for j in range(count):
+            out[j] += weight * np.float64(block[k, j])
+
+
+def weighted_rows(weights: np.ndarray, block: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[j] = sum over k in order of weights[k] x block[k, j]`` in float64, from +0.0;
+    ``weights`` float64 integers below 2**29, ``block`` float32 (rows, count). Releases the
+    GIL, so the aggregation's worker threads run it side by side."""
+    if block.dtype != np.float32 or weights.dtype != np.float64 or out.dtype != np.float64:
+        raise TypeError("weighted_rows takes float64 weights, a float32 block, a float64 out")
+    if block.ndim != 2 or len(weights) != block.shape[0] or out.shape != (block.shape[1],):
+        raise ValueError(f"weighted_rows: shapes {weights.shape}, {block.shape}, {out.shape}")
+    _weighted_rows(weights, block, out)
+    return out
+
+
+def warm() -> None:
+    """Compile (or load from the cache) the loop for both layouts aggregation hands it: a
+    whole buffer, and the narrower view of a chunk's last span."""
+    block = np.zeros((2, 8), dtype=np.float32)
+    weighted_rows(np.ones(2), block, np.empty(8))
+    weighted_rows(np.ones(2), block[:, :4], np.empty(4))
