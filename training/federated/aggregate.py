@@ -65,10 +65,18 @@ def fedavg(
     scales = clip_scales(scan, clip_norm)
     column = np.array(weights, dtype=np.float64)
 
+    total = float(sum(weights))
+    from training.federated.kernels import weighted_mean_rows  # numba: imported when used
+
     def reduce_chunk(span: Span, values: list[np.ndarray], scratch: Scratch) -> np.ndarray:
         return weighted_sum(values, column, scales, span.count, scratch)
 
-    return finish("fedavg", ordered, scan, reduce_chunk, total=float(sum(weights)))
+    def mean_into(span: Span, block: np.ndarray, scratch: Scratch, out: np.ndarray) -> None:
+        acc = scratch.get("sum", 1)[0, : span.count]
+        weighted_mean_rows(column, block, total, acc, out)  # one compiled pass (kernels.py)
+
+    fused = mean_into if scales is None else None
+    return finish("fedavg", ordered, scan, reduce_chunk, total=total, fused=fused)
 
 
 def dp_fedavg(

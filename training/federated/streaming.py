@@ -376,18 +376,23 @@ def finish(
     in_order: Callable[[Span, np.ndarray], np.ndarray] | None = None,
     selected: Sequence[Update] | None = None,
     total: float | None = None,
+    fused: Callable[[Span, np.ndarray, Scratch, np.ndarray], None] | None = None,
 ) -> Aggregate:
     """Run ``reduce_chunk`` (float64 out) over every chunk of the updates numbered ``rows``
     (all by default) on the scan's workers, then ``in_order`` (if any) in chunk order in
     this thread; cast to float32 once and hash in chunk order (on a thread of its own when
     the scan has one worker). With ``total``, what ``reduce_chunk`` returns is divided by
     it in float64 first (without ``in_order``, in the same pass as the cast: the same bits
-    as dividing, then casting)."""
+    as dividing, then casting). ``fused(span, block, scratch, out)``, when given, replaces
+    ``reduce_chunk`` and the division: it writes a chunk's float32 result into ``out``."""
     layout = ordered[0].layout
     flat = np.empty(layout.numel, dtype="<f4")
     digest = hashlib.sha256(layout.header)
 
     def work(span: Span, values: list[np.ndarray], scratch: Scratch) -> np.ndarray | None:
+        if fused is not None and isinstance(values, np.ndarray):
+            fused(span, values, scratch, flat[span.start : span.stop])
+            return None
         result = reduce_chunk(span, values, scratch)
         if in_order is not None:
             if total is not None:

@@ -26,6 +26,7 @@ from training.federated.aggregate import (
     krum,
     trimmed_mean,
 )
+from training.federated.kernels import weighted_mean_rows, weighted_rows
 from training.federated.robust import _select, _sorted_columns, _sorting_network
 from training.federated.streaming import Scratch, weighted_mean
 from training.federated.updates import MAX_WEIGHT, Layout, Update, load_update
@@ -358,14 +359,19 @@ def test_the_weighted_mean_gives_the_bits_of_the_first_formulation(data) -> None
     whole = np.ascontiguousarray(block[:, :count])
     got = weighted_mean(whole, weights, scales, total, Scratch(count))
     assert np.array_equal(got.view(np.uint64), expected.view(np.uint64))
+    if scales is None:  # FedAvg's chunk whole: the sum, divided and rounded in one pass
+        for view in (whole, block[:, :count]):
+            out = np.empty(count, dtype=np.float32)
+            weighted_mean_rows(weights, view, total, np.empty(count), out)
+            assert np.array_equal(out.view(np.uint32), expected.astype(np.float32).view(np.uint32))
 
 
 def test_the_compiled_weighted_sum_refuses_what_it_was_not_built_for() -> None:
-    from training.federated.kernels import weighted_rows
-
     block, weights, out = np.ones((2, 3), np.float32), np.ones(2), np.empty(3)
     assert weighted_rows(weights, block, out).tolist() == [2.0, 2.0, 2.0]
     with pytest.raises(TypeError, match="float32 block"):
         weighted_rows(weights, block.astype(np.float64), out)
     with pytest.raises(ValueError, match="shapes"):
         weighted_rows(np.ones(3), block, out)
+    with pytest.raises(ValueError, match="not float32"):
+        weighted_mean_rows(weights, block, 2.0, out, np.empty(3))
