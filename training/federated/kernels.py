@@ -40,14 +40,8 @@ def _weighted_rows(weights: np.ndarray, block: np.ndarray, out: np.ndarray) -> N
 def _weighted_mean_rows(
     weights: np.ndarray, block: np.ndarray, total: float, acc: np.ndarray, out: np.ndarray
 ) -> None:
-    rows, count = block.shape
-    for j in range(count):
-        acc[j] = 0.0
-    for k in range(rows):
-        weight = weights[k]
-        for j in range(count):
-            acc[j] += weight * np.float64(block[k, j])
-    for j in range(count):
+    _weighted_rows(weights, block, acc)  # a jitted call from jitted code: inlined by LLVM
+    for j in range(block.shape[1]):
         out[j] = np.float32(acc[j] / total)  # divided in float64, rounded to nearest once
 
 
